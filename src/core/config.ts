@@ -1,0 +1,288 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+/**
+ * The whole environment of zbox-workers, in one place. Each variable has a zod schema, its
+ * meaning, its unit and its default; `README.md` lists the same table (a test keeps them equal).
+ * A command reads only the variables it declares, so `free-storage` never needs an Elasticsearch
+ * URL. Values of secret variables are never printed, not even inside error messages.
+ */
+
+export interface VariableSpec<T> {
+  schema: z.ZodType<T>;
+  meaning: string;
+  /** Default as shown to people; `undefined` means required by the commands that use it. */
+  shownDefault?: string;
+  secret?: boolean;
+  /** How to fix a missing or invalid value. */
+  fix: string;
+}
+
+function variable<T>(spec: VariableSpec<T>): VariableSpec<T> {
+  return spec;
+}
+
+const positiveInt = (max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(1).max(max);
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' });
+const urlList = z
+  .string()
+  .transform((text) =>
+    text
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== ''),
+  )
+  .pipe(z.array(httpUrl).min(1, 'must list at least one URL'));
+
+export const VARIABLES = {
+  DATABASE_URL: variable({
+    schema: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// connection URL'),
+    meaning: 'PostgreSQL connection URL of the platform database',
+    secret: true,
+    fix: 'set it to postgres://USER:PASSWORD@HOST:5432/DATABASE, or pass --embedded to use the embedded database',
+  }),
+  ZBOX_DATA_DIR: variable({
+    schema: z.string().min(1),
+    meaning: 'folder of the embedded PostgreSQL (used only with --embedded and by tests without DATABASE_URL)',
+    shownDefault: '.zbox-data (under the working directory)',
+    fix: 'set it to a writable folder',
+  }),
+  ZBOX_RUN_DEADLINE_SECONDS: variable({
+    schema: positiveInt(86_400),
+    meaning: 'seconds after start at which a run stops starting tasks and drains',
+    shownDefault: '240',
+    fix: 'set it to whole seconds between 1 and 86400',
+  }),
+  ZBOX_GRACE_SECONDS: variable({
+    schema: z.coerce.number().int().min(0).max(3_600),
+    meaning: 'seconds in-flight tasks get to finish after the deadline or a SIGTERM/SIGINT',
+    shownDefault: '30',
+    fix: 'set it to whole seconds between 0 and 3600 (match terminationGracePeriodSeconds)',
+  }),
+  ZBOX_LEASE_SECONDS: variable({
+    schema: positiveInt(7 * 86_400),
+    meaning:
+      'seconds a claim is held before another run may take the task; at least deadline + grace + 30',
+    shownDefault: 'deadline + grace + 60',
+    fix: 'set it to at least ZBOX_RUN_DEADLINE_SECONDS + ZBOX_GRACE_SECONDS + 30, or leave it unset',
+  }),
+  ZBOX_CONCURRENCY: variable({
+    schema: positiveInt(1_000),
+    meaning: 'tasks executed at once (--concurrency)',
+    shownDefault: '8',
+    fix: 'set it to a whole number between 1 and 1000',
+  }),
+  ZBOX_LIMIT: variable({
+    schema: positiveInt(),
+    meaning: 'maximum tasks claimed in one run (--limit)',
+    shownDefault: '1000',
+    fix: 'set it to a whole number of at least 1',
+  }),
+  ZBOX_CLAIM_BATCH: variable({
+    schema: positiveInt(10_000),
+    meaning: 'tasks claimed by one claim statement',
+    shownDefault: '100',
+    fix: 'set it to a whole number between 1 and 10000',
+  }),
+  ZBOX_BACKOFF_BASE_SECONDS: variable({
+    schema: positiveInt(86_400),
+    meaning: 'backoff after the first transient failure; doubles per attempt, full jitter',
+    shownDefault: '30',
+    fix: 'set it to whole seconds between 1 and 86400',
+  }),
+  ZBOX_BACKOFF_MAX_SECONDS: variable({
+    schema: positiveInt(30 * 86_400),
+    meaning: 'cap of the retry backoff',
+    shownDefault: '3600',
+    fix: 'set it to whole seconds, at least ZBOX_BACKOFF_BASE_SECONDS',
+  }),
+  ZBOX_COOLDOWN_FAILURES: variable({
+    schema: positiveInt(1_000),
+    meaning: 'consecutive transient failures of one dependency after which a run stops calling it',
+    shownDefault: '3',
+    fix: 'set it to a whole number of at least 1',
+  }),
+  ZBOX_RETENTION_DAYS: variable({
+    schema: positiveInt(36_500),
+    meaning: 'age in days after which team-wallet spending rows are deleted (--retention-days)',
+    shownDefault: '90',
+    fix: 'set it to whole days of at least 1',
+  }),
+  ZBOX_DELETE_BATCH_SIZE: variable({
+    schema: positiveInt(1_000_000),
+    meaning: 'rows deleted per transaction by delete-wallet-transactions (--batch-size)',
+    shownDefault: '5000',
+    fix: 'set it to a whole number between 1 and 1000000',
+  }),
+  ZBOX_LOCK_TIMEOUT_MS: variable({
+    schema: positiveInt(600_000),
+    meaning: 'lock_timeout of each delete batch, in milliseconds; a batch that waits longer is retried',
+    shownDefault: '2000',
+    fix: 'set it to whole milliseconds of at least 1',
+  }),
+  ZUS_SHARDERS: variable({
+    schema: urlList,
+    meaning: 'comma-separated sharder URLs; when unset they come from ZUS_BLOCK_WORKER',
+    shownDefault: 'from ZUS_BLOCK_WORKER',
+    fix: 'set it to comma-separated http(s) URLs, or unset it and set ZUS_BLOCK_WORKER',
+  }),
+  ZUS_BLOCK_WORKER: variable({
+    schema: httpUrl,
+    meaning: "URL of the network's block worker, whose /network lists miners and sharders",
+    fix: 'set it to the block worker URL (for mainnet the one in the Züs CLI config), or set ZUS_SHARDERS',
+  }),
+  ZUS_TIMEOUT_MS: variable({
+    schema: positiveInt(600_000),
+    meaning: 'timeout of one request to one sharder or block worker, in milliseconds',
+    shownDefault: '10000',
+    fix: 'set it to whole milliseconds of at least 1',
+  }),
+  ZUS_CONSENSUS_SHARE: variable({
+    schema: z.coerce.number().gt(0).max(1),
+    meaning: 'share of sharders that must return the same answer for a read to be accepted',
+    shownDefault: '0.51',
+    fix: 'set it to a fraction above 0 and at most 1',
+  }),
+  ELASTICSEARCH_URL: variable({
+    schema: httpUrl,
+    meaning: 'Elasticsearch node URL for expiry notifications',
+    fix: 'set it to the cluster URL, for example https://es.internal:9200',
+  }),
+  ELASTICSEARCH_API_KEY: variable({
+    schema: z.string().min(1),
+    meaning: 'Elasticsearch API key (base64 id:key); optional',
+    shownDefault: 'none',
+    secret: true,
+    fix: 'set it to the encoded API key, or unset it',
+  }),
+  ZBOX_EXPIRY_INDEX: variable({
+    schema: z.string().regex(/^[a-z0-9][a-z0-9._-]*$/, 'must be a lower-case Elasticsearch index name'),
+    meaning: 'Elasticsearch index the expiry notification documents are written to',
+    shownDefault: 'zbox-notifications',
+    fix: 'set it to a lower-case index name',
+  }),
+  ZBOX_EXPIRY_WINDOWS_DAYS: variable({
+    schema: z
+      .string()
+      .transform((text) => text.split(',').map((item) => Number(item.trim())))
+      .pipe(z.array(z.number().int().min(1).max(365)).min(1))
+      .transform((days) => [...new Set(days)].sort((a, b) => a - b)),
+    meaning: 'comma-separated notice windows in days before an allocation expires',
+    shownDefault: '1,3,7',
+    fix: 'set it to comma-separated whole days between 1 and 365, for example 1,3,7',
+  }),
+  ZBOX_LOG_LEVEL: variable({
+    schema: z.enum(['debug', 'info', 'warn', 'error']),
+    meaning: 'lowest log level written (--verbose sets debug, --quiet sets warn)',
+    shownDefault: 'info',
+    fix: 'set it to debug, info, warn or error',
+  }),
+} as const;
+
+export type VariableName = keyof typeof VARIABLES;
+export type VariableValue<K extends VariableName> = z.output<(typeof VARIABLES)[K]['schema']>;
+
+const DEFAULTS: Partial<Record<VariableName, string>> = {
+  ZBOX_DATA_DIR: '.zbox-data',
+  ZBOX_RUN_DEADLINE_SECONDS: '240',
+  ZBOX_GRACE_SECONDS: '30',
+  ZBOX_CONCURRENCY: '8',
+  ZBOX_LIMIT: '1000',
+  ZBOX_CLAIM_BATCH: '100',
+  ZBOX_BACKOFF_BASE_SECONDS: '30',
+  ZBOX_BACKOFF_MAX_SECONDS: '3600',
+  ZBOX_COOLDOWN_FAILURES: '3',
+  ZBOX_RETENTION_DAYS: '90',
+  ZBOX_DELETE_BATCH_SIZE: '5000',
+  ZBOX_LOCK_TIMEOUT_MS: '2000',
+  ZUS_TIMEOUT_MS: '10000',
+  ZUS_CONSENSUS_SHARE: '0.51',
+  ZBOX_EXPIRY_INDEX: 'zbox-notifications',
+  ZBOX_EXPIRY_WINDOWS_DAYS: '1,3,7',
+  ZBOX_LOG_LEVEL: 'info',
+};
+
+export type Environment = Record<string, string | undefined>;
+
+/**
+ * Reads one variable: the environment's value, else its default. Returns `undefined` for an
+ * unset optional variable. Raises ConfigError naming the variable, the problem and the fix; the
+ * value itself is shown only for variables that are not secret.
+ */
+export function readVariable<K extends VariableName>(env: Environment, name: K): VariableValue<K> | undefined {
+  const spec = VARIABLES[name];
+  const raw = env[name] === undefined || env[name] === '' ? DEFAULTS[name] : env[name];
+  if (raw === undefined) {
+    return undefined;
+  }
+  const result = spec.schema.safeParse(raw);
+  if (!result.success) {
+    const problem = result.error.issues.map((issue) => issue.message).join('; ');
+    const shown = 'secret' in spec && spec.secret ? '' : ` (value ${JSON.stringify(raw)})`;
+    throw new ConfigError(`${name}: invalid value${shown}: ${problem} (${spec.fix})`);
+  }
+  return result.data as VariableValue<K>;
+}
+
+/** Reads a variable a command cannot work without. */
+export function requireVariable<K extends VariableName>(env: Environment, name: K): VariableValue<K> {
+  const value = readVariable(env, name);
+  if (value === undefined) {
+    throw new ConfigError(`${name}: missing (${VARIABLES[name].fix})`);
+  }
+  return value;
+}
+
+/** Timing of one run: deadline, grace and lease, with the lease checked against the other two. */
+export interface RunTiming {
+  deadlineSeconds: number;
+  graceSeconds: number;
+  leaseSeconds: number;
+}
+
+/** Minimum gap between the end of a run's grace period and the end of its leases. */
+export const LEASE_MARGIN_SECONDS = 30;
+
+export function readRunTiming(env: Environment): RunTiming {
+  const deadlineSeconds = requireVariable(env, 'ZBOX_RUN_DEADLINE_SECONDS');
+  const graceSeconds = requireVariable(env, 'ZBOX_GRACE_SECONDS');
+  const leaseSeconds = readVariable(env, 'ZBOX_LEASE_SECONDS') ?? deadlineSeconds + graceSeconds + 60;
+  const minimum = deadlineSeconds + graceSeconds + LEASE_MARGIN_SECONDS;
+  if (leaseSeconds < minimum) {
+    throw new ConfigError(
+      `ZBOX_LEASE_SECONDS: ${leaseSeconds} is shorter than the run deadline (${deadlineSeconds}) + grace (${graceSeconds}) + ${LEASE_MARGIN_SECONDS} s margin, so a second run could take a task a live run still works on (set it to at least ${minimum}, or leave it unset)`,
+    );
+  }
+  return { deadlineSeconds, graceSeconds, leaseSeconds };
+}
+
+/** Backoff and cooldown settings of the engine. */
+export interface RetryPolicy {
+  backoffBaseSeconds: number;
+  backoffMaxSeconds: number;
+  cooldownFailures: number;
+}
+
+export function readRetryPolicy(env: Environment): RetryPolicy {
+  const backoffBaseSeconds = requireVariable(env, 'ZBOX_BACKOFF_BASE_SECONDS');
+  const backoffMaxSeconds = requireVariable(env, 'ZBOX_BACKOFF_MAX_SECONDS');
+  if (backoffMaxSeconds < backoffBaseSeconds) {
+    throw new ConfigError(
+      `ZBOX_BACKOFF_MAX_SECONDS: ${backoffMaxSeconds} is below ZBOX_BACKOFF_BASE_SECONDS (${backoffBaseSeconds}) (raise the cap or lower the base)`,
+    );
+  }
+  return { backoffBaseSeconds, backoffMaxSeconds, cooldownFailures: requireVariable(env, 'ZBOX_COOLDOWN_FAILURES') };
+}
+
+/** Rows of the configuration table in README.md: name, meaning, default. */
+export function describeVariables(): Array<{ name: VariableName; meaning: string; shownDefault: string; secret: boolean }> {
+  return (Object.keys(VARIABLES) as VariableName[]).map((name) => {
+    const spec: VariableSpec<unknown> = VARIABLES[name];
+    return {
+      name,
+      meaning: spec.meaning,
+      shownDefault: spec.shownDefault ?? 'required by the commands that use it',
+      secret: spec.secret === true,
+    };
+  });
+}

@@ -1,0 +1,54 @@
+/**
+ * The error taxonomy of the CLI. Every error a command can raise is one of these kinds, and the
+ * CLI maps each kind to one exit code in one place (src/cli.ts).
+ *
+ * - ConfigError: bad flag, missing or invalid environment, unreadable wallet. Exit 2.
+ * - StartupError: the run could not start (database unreachable, schema mismatch). Exit 3.
+ * - TransientError: a task or dependency failed in a way a later attempt may fix.
+ * - PermanentError: the task's input is invalid; the platform must fix it before a retry helps.
+ * Anything else is a bug and exits 70.
+ */
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+export interface TaskErrorOptions {
+  /** Name of the external dependency that failed (for example `sharders`, `elasticsearch`, a blobber id). */
+  dependency?: string;
+  cause?: unknown;
+}
+
+/** A failure a later attempt may fix: timeouts, 5xx answers, refused connections, 429. */
+export class TransientError extends Error {
+  override name = 'TransientError';
+  readonly dependency: string | undefined;
+
+  constructor(message: string, options: TaskErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.dependency = options.dependency;
+  }
+}
+
+/** A failure no retry fixes: invalid input, a rejected request. The task goes `dead` with this reason. */
+export class PermanentError extends Error {
+  override name = 'PermanentError';
+  readonly dependency: string | undefined;
+
+  constructor(message: string, options: TaskErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.dependency = options.dependency;
+  }
+}
+
+/** Text of any thrown value, for logs and `last_error`. */
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) {
+    return error.message;
+  }
+  return String(error);
+}

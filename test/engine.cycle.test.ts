@@ -1,0 +1,277 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { type DatabasePool, sql } from 'slonik';
+import { z } from 'zod';
+import { runQueueCycle } from '../src/core/engine/cycle.js';
+import { openPool } from '../src/core/db/pool.js';
+import { TransientError } from '../src/core/errors.js';
+import { createTestDatabase, type TestDatabase } from './support/database.js';
+import { createTestQueue, sleep, testContext, testWorker } from './support/engine.js';
+
+let database: TestDatabase;
+let pool: DatabasePool;
+
+before(async () => {
+  database = await createTestDatabase('engine_cycle');
+  pool = await openPool(database.url, { maximumPoolSize: 20 });
+  await pool.query(sql.unsafe`CREATE TABLE executions (task_table text, task_id bigint, run_id uuid)`);
+});
+
+after(async () => {
+  await pool.end();
+  await database.drop();
+});
+
+const countRow = z.object({ total: z.bigint(), distinct_tasks: z.bigint() });
+
+async function executionCounts(table: string) {
+  return pool.one(sql.type(countRow)`
+    SELECT count(*) AS total, count(DISTINCT task_id) AS distinct_tasks FROM executions WHERE task_table = ${table}`);
+}
+
+for (const runs of [2, 8]) {
+  test(`${runs} concurrent runs process 1000 rows exactly once`, async () => {
+    const table = `queue_concurrent_${runs}`;
+    await createTestQueue(pool, table, 1000);
+    const worker = testWorker(table, async (task, ctx) => {
+      await pool.query(
+        sql.unsafe`INSERT INTO executions (task_table, task_id, run_id) VALUES (${table}, ${task.id}, ${ctx.runId})`,
+      );
+      return `done by ${ctx.runId}`;
+    });
+    const contexts = Array.from({ length: runs }, () => testContext(pool, { claimBatch: 25, concurrency: 4 }));
+    await Promise.all(contexts.map((ctx) => runQueueCycle(worker, ctx)));
+
+    const counts = await executionCounts(table);
+    assert.equal(counts.total, 1000n, 'executions in total');
+    assert.equal(counts.distinct_tasks, 1000n, 'distinct tasks executed');
+    const succeeded = contexts.reduce((sum, ctx) => sum + ctx.counters.succeeded, 0);
+    assert.equal(succeeded, 1000);
+    const busyRuns = contexts.filter((ctx) => ctx.counters.claimed > 0).length;
+    assert.ok(busyRuns >= 2, `at least two runs claimed work, got ${busyRuns}`);
+    const left = await pool.oneFirst(
+      sql.unsafe`SELECT count(*) FROM ${sql.identifier([table])} WHERE status <> 'succeeded' OR result IS NULL`,
+    );
+    assert.equal(left, 0n);
+  });
+}
+
+test('stale run cannot overwrite the run that took over', async () => {
+  const table = 'queue_takeover';
+  await createTestQueue(pool, table, 1);
+  let releaseStale: () => void = () => undefined;
+  const staleMayFinish = new Promise<void>((resolve) => {
+    releaseStale = resolve;
+  });
+  const staleWorker = testWorker(table, async () => {
+    await staleMayFinish;
+    return 'stale result';
+  });
+  const stale = testContext(pool, { timing: { deadlineSeconds: 60, graceSeconds: 5, leaseSeconds: 1 } });
+  const staleRun = runQueueCycle(staleWorker, stale);
+
+  await sleep(1500);
+  const fresh = testContext(pool);
+  await runQueueCycle(
+    testWorker(table, async () => 'fresh result'),
+    fresh,
+  );
+  assert.equal(fresh.counters.succeeded, 1, 'the second run took the task after the lease expired');
+  releaseStale();
+  await staleRun;
+
+  assert.equal(stale.counters.lost, 1, 'the stale run saw its outcome discarded');
+  assert.equal(stale.counters.succeeded, 0);
+  const row = await pool.one(
+    sql.unsafe`SELECT result, status, attempts FROM ${sql.identifier([table])}`,
+  );
+  assert.equal(row.result, 'fresh result');
+  assert.equal(row.status, 'succeeded');
+  assert.equal(row.attempts, 2);
+});
+
+test('claim skips rows whose lease is still held', async () => {
+  const table = 'queue_lease_held';
+  await createTestQueue(pool, table, 5);
+  let unblock: () => void = () => undefined;
+  const blocked = new Promise<void>((resolve) => {
+    unblock = resolve;
+  });
+  const holder = testContext(pool);
+  const holding = runQueueCycle(
+    testWorker(table, async () => {
+      await blocked;
+      return 'held';
+    }),
+    holder,
+  );
+  await sleep(300);
+  const other = testContext(pool);
+  await runQueueCycle(
+    testWorker(table, async () => 'other'),
+    other,
+  );
+  assert.equal(other.counters.claimed, 0, 'no row is claimed twice while its lease is held');
+  unblock();
+  await holding;
+  assert.equal(holder.counters.succeeded, 5);
+});
+
+test('1000 failing rows spread next attempts over the backoff window', async () => {
+  const table = 'queue_backoff_spread';
+  await createTestQueue(pool, table, 1000, 1000);
+  const ctx = testContext(pool, {
+    retry: { backoffBaseSeconds: 600, backoffMaxSeconds: 3600, cooldownFailures: 10_000 },
+  });
+  await runQueueCycle(
+    testWorker(table, async () => {
+      throw new TransientError('upstream timed out');
+    }),
+    ctx,
+  );
+  assert.equal(ctx.counters.retried, 1000);
+  const spread = await pool.one(
+    sql.type(
+      z.object({ distinct_seconds: z.bigint(), min_delay: z.number(), max_delay: z.number(), mean_delay: z.number() }),
+    )`
+      SELECT count(DISTINCT date_trunc('second', next_attempt_at)) AS distinct_seconds,
+             extract(epoch FROM min(next_attempt_at - updated_at))::float8 AS min_delay,
+             extract(epoch FROM max(next_attempt_at - updated_at))::float8 AS max_delay,
+             extract(epoch FROM avg(next_attempt_at - updated_at))::float8 AS mean_delay
+      FROM ${sql.identifier([table])} WHERE status = 'pending'`,
+  );
+  // First attempt: full jitter over [0, 600] s. 1000 uniform draws land in far more than 300
+  // distinct seconds, reach both ends of the window and average near 300 s.
+  assert.ok(spread.distinct_seconds > 300n, `distinct seconds: ${spread.distinct_seconds}`);
+  assert.ok(spread.min_delay < 60, `min delay ${spread.min_delay}`);
+  assert.ok(spread.max_delay > 540 && spread.max_delay <= 601, `max delay ${spread.max_delay}`);
+  assert.ok(spread.mean_delay > 240 && spread.mean_delay < 360, `mean delay ${spread.mean_delay}`);
+});
+
+test('failing dependency stops being called after K failures', async () => {
+  const table = 'queue_cooldown';
+  await createTestQueue(pool, table, 40, 2);
+  const calls = new Map<string, number>();
+  const ctx = testContext(pool, {
+    concurrency: 1,
+    retry: { backoffBaseSeconds: 30, backoffMaxSeconds: 3600, cooldownFailures: 3 },
+  });
+  await runQueueCycle(
+    testWorker(table, async (task) => {
+      calls.set(task.dependency, (calls.get(task.dependency) ?? 0) + 1);
+      if (task.dependency === 'dep-0') {
+        throw new TransientError('blobber refused the connection');
+      }
+      return 'ok';
+    }),
+    ctx,
+  );
+  assert.equal(calls.get('dep-0'), 3, 'the failing dependency was called exactly K times');
+  assert.equal(calls.get('dep-1'), 20, 'the healthy dependency kept working');
+  assert.equal(ctx.counters.retried, 3);
+  assert.equal(ctx.counters.skipped, 17, 'unstarted claims of the cooled dependency were released');
+  const released = await pool.one(
+    sql.type(z.object({ pending: z.bigint(), unspent: z.bigint() }))`
+      SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+             count(*) FILTER (WHERE status = 'pending' AND attempts = 0 AND locked_by IS NULL) AS unspent
+      FROM ${sql.identifier([table])} WHERE dependency = 'dep-0'`,
+  );
+  assert.equal(released.pending, 20n);
+  assert.equal(released.unspent, 17n, 'released rows did not spend an attempt');
+  assert.ok(ctx.attention.some((reason) => reason.includes('dep-0')), 'unavailable dependency needs attention');
+});
+
+test('permanent error and exhausted attempts go dead with a reason', async () => {
+  const table = 'queue_dead';
+  await createTestQueue(pool, table, 2);
+  await pool.query(sql.unsafe`UPDATE ${sql.identifier([table])} SET max_attempts = 1 WHERE id = 2`);
+  const { PermanentError } = await import('../src/core/errors.js');
+  const ctx = testContext(pool);
+  await runQueueCycle(
+    testWorker(table, async (task) => {
+      if (task.id === 1n) {
+        throw new PermanentError('owner public key is not hex');
+      }
+      throw new TransientError('sharders timed out');
+    }),
+    ctx,
+  );
+  const rows = await pool.any(
+    sql.unsafe`SELECT id, status, last_error FROM ${sql.identifier([table])} ORDER BY id`,
+  );
+  assert.equal(rows[0]?.status, 'dead');
+  assert.equal(rows[0]?.last_error, 'owner public key is not hex');
+  assert.equal(rows[1]?.status, 'dead');
+  assert.match(String(rows[1]?.last_error), /^attempts exhausted \(1 of 1\): sharders timed out$/);
+  assert.equal(ctx.counters.dead, 2);
+});
+
+test('poison row goes dead without blocking others', async () => {
+  const table = 'queue_poison';
+  await createTestQueue(pool, table, 3);
+  await pool.query(sql.unsafe`UPDATE ${sql.identifier([table])} SET dependency = 'bad' WHERE id = 2`);
+  const worker = testWorker(table, async () => 'ok');
+  worker.parseTask = (row) => {
+    if (row.dependency === 'bad') {
+      throw new Error('dependency must not be "bad"');
+    }
+    return { id: row.id, dependency: String(row.dependency) };
+  };
+  const ctx = testContext(pool);
+  await runQueueCycle(worker, ctx);
+  assert.equal(ctx.counters.succeeded, 2);
+  assert.equal(ctx.counters.dead, 1);
+  const reason = await pool.oneFirst(sql.unsafe`SELECT last_error FROM ${sql.identifier([table])} WHERE id = 2`);
+  assert.equal(reason, 'invalid task row: dependency must not be "bad"');
+});
+
+describe('--id', () => {
+  test('claims a not-yet-due task and reports unknown ids', async () => {
+    const table = 'queue_ids';
+    await createTestQueue(pool, table, 3);
+    await pool.query(
+      sql.unsafe`UPDATE ${sql.identifier([table])} SET next_attempt_at = now() + interval '1 day' WHERE id = 2`,
+    );
+    await pool.query(sql.unsafe`UPDATE ${sql.identifier([table])} SET status = 'dead' WHERE id = 3`);
+    const ctx = testContext(pool, { ids: [2n, 3n, 99n] });
+    await runQueueCycle(
+      testWorker(table, async () => 'ok'),
+      ctx,
+    );
+    assert.equal(ctx.counters.succeeded, 1);
+    const notTaken = ctx.details.not_taken as Record<string, string>;
+    assert.equal(notTaken['99'], 'unknown id: no such task');
+    assert.match(String(notTaken['3']), /status is dead/);
+    const first = await pool.oneFirst(sql.unsafe`SELECT status FROM ${sql.identifier([table])} WHERE id = 1`);
+    assert.equal(first, 'pending', 'a task not named by --id is left alone');
+  });
+});
+
+test('stop releases unstarted claims and lets in-flight tasks finish', async () => {
+  const table = 'queue_stop';
+  await createTestQueue(pool, table, 50);
+  const ctx = testContext(pool, { concurrency: 2, claimBatch: 50 });
+  let started = 0;
+  await runQueueCycle(
+    testWorker(table, async () => {
+      started += 1;
+      if (started === 2) {
+        ctx.stop.stop('SIGTERM');
+      }
+      await sleep(200);
+      return 'finished';
+    }),
+    ctx,
+  );
+  assert.equal(started, 2, 'no task started after the stop');
+  assert.equal(ctx.counters.succeeded, 2, 'in-flight tasks finished and were recorded');
+  assert.equal(ctx.counters.skipped, 48);
+  const states = await pool.one(
+    sql.type(z.object({ pending_unspent: z.bigint(), succeeded: z.bigint() }))`
+      SELECT count(*) FILTER (WHERE status = 'pending' AND attempts = 0 AND locked_by IS NULL) AS pending_unspent,
+             count(*) FILTER (WHERE status = 'succeeded') AS succeeded
+      FROM ${sql.identifier([table])}`,
+  );
+  assert.equal(states.pending_unspent, 48n);
+  assert.equal(states.succeeded, 2n);
+});
