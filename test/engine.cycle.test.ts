@@ -83,7 +83,8 @@ test('stale run cannot overwrite the run that took over', async () => {
   assert.equal(stale.counters.lost, 1, 'the stale run saw its outcome discarded');
   assert.equal(stale.counters.succeeded, 0);
   const row = await pool.one(
-    sql.unsafe`SELECT result, status, attempts FROM ${sql.identifier([table])}`,
+    sql.type(z.object({ result: z.string(), status: z.string(), attempts: z.number() }))`
+      SELECT result, status, attempts FROM ${sql.identifier([table])}`,
   );
   assert.equal(row.result, 'fresh result');
   assert.equal(row.status, 'succeeded');
@@ -197,7 +198,8 @@ test('permanent error and exhausted attempts go dead with a reason', async () =>
     ctx,
   );
   const rows = await pool.any(
-    sql.unsafe`SELECT id, status, last_error FROM ${sql.identifier([table])} ORDER BY id`,
+    sql.type(z.object({ id: z.bigint(), status: z.string(), last_error: z.string() }))`
+      SELECT id, status, last_error FROM ${sql.identifier([table])} ORDER BY id`,
   );
   assert.equal(rows[0]?.status, 'dead');
   assert.equal(rows[0]?.last_error, 'owner public key is not hex');

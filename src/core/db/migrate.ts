@@ -1,14 +1,16 @@
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { type DatabasePool, sql } from 'slonik';
 import { z } from 'zod';
-import { StartupError } from '../errors.js';
+import { errorMessage, StartupError } from '../errors.js';
+import { describeDatabaseUrl } from './pool.js';
 import type { Logger } from '../output/logger.js';
 
 /**
  * Versioned plain-SQL migrations in `migrations/NNNN_name.sql`, applied in order, each in its own
- * transaction, under one advisory lock so that concurrent `migrate` runs apply each file once.
+ * transaction, under one session advisory lock so that concurrent `migrate` runs apply each file once.
  *
  * A migration whose first lines contain `-- zbox:compatible` is additive: a binary that predates
  * it may still run against the database. The flag is stored with the applied version, because an
@@ -56,7 +58,7 @@ export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
 const appliedRow = z.object({ version: z.number(), name: z.string(), compatible: z.boolean(), checksum: z.string() });
 type AppliedMigration = z.infer<typeof appliedRow>;
 
-const ensureMigrationsTable = sql.unsafe`
+const ENSURE_MIGRATIONS_TABLE = `
   CREATE TABLE IF NOT EXISTS zbox_schema_migrations (
     version integer PRIMARY KEY,
     name text NOT NULL,
@@ -65,7 +67,7 @@ const ensureMigrationsTable = sql.unsafe`
     applied_at timestamptz NOT NULL DEFAULT now()
   )`;
 
-async function readApplied(pool: Pick<DatabasePool, 'any' | 'oneFirst'>): Promise<AppliedMigration[] | undefined> {
+async function readApplied(pool: DatabasePool): Promise<AppliedMigration[] | undefined> {
   const exists = await pool.oneFirst(
     sql.type(z.object({ exists: z.boolean() }))`SELECT to_regclass('zbox_schema_migrations') IS NOT NULL AS exists`,
   );
@@ -78,32 +80,53 @@ async function readApplied(pool: Pick<DatabasePool, 'any' | 'oneFirst'>): Promis
   return [...rows];
 }
 
-/** Applies every pending migration. Returns the versions this call applied (empty when up to date). */
-export async function migrate(pool: DatabasePool, logger: Logger, migrations = loadMigrations()): Promise<number[]> {
-  return pool.connect(async (connection) => {
-    await connection.query(sql.unsafe`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`);
-    try {
-      await connection.query(ensureMigrationsTable);
-      const applied = new Set(((await readApplied(connection)) ?? []).map((row) => row.version));
-      const newlyApplied: number[] = [];
-      for (const migration of migrations) {
-        if (applied.has(migration.version)) {
-          continue;
-        }
-        await connection.transaction(async (transaction) => {
-          await transaction.query(sql.unsafe([migration.text] as unknown as TemplateStringsArray));
-          await transaction.query(sql.unsafe`
-            INSERT INTO zbox_schema_migrations (version, name, compatible, checksum)
-            VALUES (${migration.version}, ${migration.name}, ${migration.compatible}, ${migration.checksum})`);
-        });
-        logger.info('migration applied', { version: migration.version, name: migration.name });
-        newlyApplied.push(migration.version);
-      }
-      return newlyApplied;
-    } finally {
-      await connection.query(sql.unsafe`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`);
+/**
+ * Applies every pending migration to the database at `url`. It uses a plain pg client because a
+ * migration file holds several statements, which slonik's extended-protocol queries reject.
+ * Returns the versions this call applied (empty when the schema was up to date).
+ */
+export async function migrate(url: string, logger: Logger, migrations = loadMigrations()): Promise<number[]> {
+  const client = new pg.Client({ connectionString: url });
+  try {
+    await client.connect();
+  } catch (error) {
+    throw new StartupError(
+      `database unreachable at ${describeDatabaseUrl(url)}: ${errorMessage(error)} (check DATABASE_URL and the server)`,
+      { cause: error },
+    );
+  }
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY.toString()]);
+    await client.query(ENSURE_MIGRATIONS_TABLE);
+    const applied = await client.query<{ version: number }>('SELECT version FROM zbox_schema_migrations');
+    const appliedVersions = new Set(applied.rows.map((row) => row.version));
+    const newlyApplied: number[] = [];
+    for (const migration of migrations.filter((m) => !appliedVersions.has(m.version))) {
+      await applyOne(client, migration);
+      logger.info('migration applied', { version: migration.version, name: migration.name });
+      newlyApplied.push(migration.version);
     }
-  });
+    return newlyApplied;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function applyOne(client: pg.Client, migration: Migration): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query(migration.text);
+    await client.query(
+      'INSERT INTO zbox_schema_migrations (version, name, compatible, checksum) VALUES ($1, $2, $3, $4)',
+      [migration.version, migration.name, migration.compatible, migration.checksum],
+    );
+    await client.query('COMMIT');
+  } catch (error) {
+    await client.query('ROLLBACK');
+    throw new Error(`migration ${migration.version} (${migration.name}) failed: ${errorMessage(error)}`, {
+      cause: error,
+    });
+  }
 }
 
 export type SchemaState =

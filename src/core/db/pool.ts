@@ -30,17 +30,18 @@ export interface PoolOptions {
  * connections is a StartupError (exit 3), and its message names the host, never the password.
  */
 export async function openPool(url: string, options: PoolOptions = {}): Promise<DatabasePool> {
-  const pool = await createPool(url, {
-    typeParsers: TYPE_PARSERS,
-    maximumPoolSize: options.maximumPoolSize ?? 10,
-    connectionTimeout: (options.connectionTimeoutSeconds ?? 10) * 1000,
-    idleTimeout: 5_000,
-    captureStackTrace: false,
-  });
+  let pool: DatabasePool | undefined;
   try {
+    pool = await createPool(url, {
+      typeParsers: TYPE_PARSERS,
+      maximumPoolSize: options.maximumPoolSize ?? 10,
+      connectionTimeout: (options.connectionTimeoutSeconds ?? 10) * 1000,
+      idleTimeout: 5_000,
+      captureStackTrace: false,
+    });
     await pool.query(sqlPing);
   } catch (error) {
-    await pool.end().catch(() => undefined);
+    await pool?.end().catch(() => undefined);
     throw new StartupError(
       `database unreachable at ${describeDatabaseUrl(url)}: ${(error as Error).message} (check DATABASE_URL, the server and its connection limit)`,
       { cause: error },

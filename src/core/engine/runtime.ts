@@ -2,9 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { type DatabasePool, sql } from 'slonik';
 import { type Environment, readRetryPolicy, readRunTiming, readVariable, requireVariable } from '../config.js';
-import { migrate } from '../db/migrate.js';
+import { assertSchemaUsable, migrate } from '../db/migrate.js';
 import { openPool } from '../db/pool.js';
-import { assertSchemaUsable } from '../db/migrate.js';
 import { ConfigError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import { createLogger, type Logger, toJson } from '../output/logger.js';
@@ -51,8 +50,8 @@ export async function openDatabase(
     const dataDir = resolve(readVariable(env, 'ZBOX_DATA_DIR') ?? '.zbox-data');
     const database = await openEmbeddedDatabase({ dataDir, logger });
     try {
+      await migrate(database.url, logger);
       const pool = await openPool(database.url);
-      await migrate(pool, logger);
       return {
         pool,
         close: async () => {
@@ -95,6 +94,9 @@ export async function runWorker(spec: WorkerSpec, options: WorkerOptions, io: Ru
     { json, level, write: (line) => io.writeOut(`${line}\n`), aroundHumanLine: spinner?.around },
     { worker: spec.name, run_id: runId },
   );
+  if (spec.singleton && options.ids !== undefined) {
+    throw new ConfigError(`--id: ${spec.name} is a singleton worker with no task ids (run it without --id)`);
+  }
   const timing = readRunTiming(io.env);
   const retry = readRetryPolicy(io.env);
   const ctx: Omit<RunContext, 'pool'> = {
