@@ -1,0 +1,346 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, afterEach, before, describe, test } from 'node:test';
+import { ConfigError, TransientError } from '../src/core/errors.js';
+import { createMemoryLogger } from '../src/core/output/logger.js';
+import { resolveNetwork } from '../src/core/zus/network.js';
+import { NotFoundOnChainError, ShardersClient } from '../src/core/zus/sharders.js';
+import { STORAGE_SC_ADDRESS } from '../src/core/zus/storage-config.js';
+import { startZusNetwork, type ZusNetworkFake } from '../src/sandbox/zus-network.js';
+
+const CONFIG_PATH = `/v1/screst/${STORAGE_SC_ADDRESS}/storage-config`;
+const FIELDS = { time_unit: '720h0m0s', max_write_price: '0.025' };
+const TIMEOUT_MS = 400;
+
+/** Returns a URL on 127.0.0.1 with nothing listening, by starting a server and closing it again. */
+async function closedLoopbackUrl(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `http://127.0.0.1:${port}`;
+}
+
+function makeClient(network: ZusNetworkFake, consensusShare: number) {
+  const logger = createMemoryLogger();
+  const client = new ShardersClient({
+    sharders: network.sharderUrls,
+    timeoutMs: TIMEOUT_MS,
+    consensusShare,
+    logger,
+  });
+  return { client, logger };
+}
+
+async function expectTransient(promise: Promise<unknown>): Promise<TransientError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof TransientError, `expected TransientError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('expected the read to fail');
+}
+
+describe('ShardersClient consensus', () => {
+  let network: ZusNetworkFake;
+
+  before(async () => {
+    network = await startZusNetwork({ sharders: 3, storageConfigFields: FIELDS, slowMs: 5_000 });
+  });
+  afterEach(async () => {
+    for (let index = 0; index < 3; index += 1) {
+      await network.setSharderBehaviour(index, 'ok');
+    }
+  });
+  after(async () => {
+    await network.close();
+  });
+
+  test('returns the response all sharders agree on', async () => {
+    const { client } = makeClient(network, 1);
+    const before = network.requests.length;
+
+    const body = await client.getJson(CONFIG_PATH);
+
+    assert.deepEqual(body, { fields: FIELDS });
+    const asked = network.requests.slice(before);
+    assert.deepEqual(asked.map((item) => item.sharder).sort(), [0, 1, 2]);
+    assert.ok(asked.every((item) => item.method === 'GET' && item.path === CONFIG_PATH));
+  });
+
+  test('tolerates one sharder down', async () => {
+    const { client, logger } = makeClient(network, 2 / 3);
+    await network.setSharderBehaviour(1, 'down');
+
+    const body = await client.getJson(CONFIG_PATH);
+
+    assert.deepEqual(body, { fields: FIELDS });
+    const warning = logger.lines.find((line) => line.level === 'warn');
+    assert.equal(warning?.sharder, network.sharderUrls[1]);
+    // A keep-alive socket from the previous test may be reused and then reset instead of refused.
+    assert.match(String(warning?.reason), /^connection (refused|reset)$/);
+  });
+
+  test('outvotes one disagreeing sharder', async () => {
+    const { client, logger } = makeClient(network, 2 / 3);
+    await network.setSharderBehaviour(2, { body: { fields: { ...FIELDS, max_write_price: '7' } } });
+
+    const body = await client.getJson(CONFIG_PATH);
+
+    assert.deepEqual(body, { fields: FIELDS });
+    const warning = logger.lines.find((line) => line.level === 'warn');
+    assert.equal(warning?.sharder, network.sharderUrls[2]);
+  });
+
+  test('does not wait for a slow sharder once the share agrees', async () => {
+    const { client } = makeClient(network, 2 / 3);
+    await network.setSharderBehaviour(0, 'slow');
+    const started = Date.now();
+
+    const body = await client.getJson(CONFIG_PATH);
+
+    assert.deepEqual(body, { fields: FIELDS });
+    assert.ok(Date.now() - started < TIMEOUT_MS, `took ${Date.now() - started} ms`);
+  });
+
+  test('times out a slow sharder that the share needs', async () => {
+    const { client } = makeClient(network, 1);
+    await network.setSharderBehaviour(0, 'slow');
+
+    const error = await expectTransient(client.getJson(CONFIG_PATH));
+
+    assert.match(error.message, new RegExp(`${network.sharderUrls[0]} timed out after ${TIMEOUT_MS} ms`));
+  });
+
+  test('compares responses whatever their key order', async () => {
+    const { client } = makeClient(network, 1);
+    await network.setSharderBehaviour(0, { body: { b: 2, a: { y: [1, { q: 1, p: 2 }], x: 1 } } });
+    await network.setSharderBehaviour(1, { body: { a: { x: 1, y: [1, { p: 2, q: 1 }] }, b: 2 } });
+    await network.setSharderBehaviour(2, { body: { a: { x: 1, y: [1, { p: 2, q: 1 }] }, b: 2 } });
+
+    const body = await client.getJson(CONFIG_PATH);
+
+    assert.deepEqual(body, { a: { x: 1, y: [1, { p: 2, q: 1 }] }, b: 2 });
+  });
+
+  test('compares only the projection given by compareBy', async () => {
+    const { client } = makeClient(network, 1);
+    for (const [index, round] of [10, 11, 12].entries()) {
+      await network.setSharderBehaviour(index, { body: { id: 'a', round } });
+    }
+
+    const body = await client.getJson(CONFIG_PATH, {}, { compareBy: (body) => (body as { id: string }).id });
+
+    assert.equal((body as { id: string }).id, 'a');
+  });
+
+  test('rounds the required share up', async () => {
+    const { client } = makeClient(network, 0.5);
+    await network.setSharderBehaviour(0, { body: { fields: { version: 'a' } } });
+    await network.setSharderBehaviour(1, { body: { fields: { version: 'b' } } });
+    await network.setSharderBehaviour(2, 'http503');
+
+    const error = await expectTransient(client.getJson(CONFIG_PATH));
+
+    assert.equal(client.required, 2);
+    assert.match(error.message, /no response from 2 of 3 sharders agrees/);
+  });
+
+  test('names every node when no response reaches the share', async () => {
+    const { client } = makeClient(network, 1);
+    await network.setSharderBehaviour(0, 'http503');
+    await network.setSharderBehaviour(1, 'down');
+    await network.setSharderBehaviour(2, { body: { fields: { other: 'x'.repeat(5_000) } } });
+
+    const error = await expectTransient(client.getJson(CONFIG_PATH, { round: '5' }));
+
+    assert.equal(error.dependency, 'sharders');
+    assert.match(error.message, /3 of 3 sharders/);
+    assert.match(error.message, new RegExp(`${CONFIG_PATH}\\?round=5`));
+    assert.match(error.message, new RegExp(`${network.sharderUrls[0]} HTTP 503: <html>`));
+    // A keep-alive socket from an earlier test may be reused and then reset instead of refused.
+    assert.match(error.message, new RegExp(`${network.sharderUrls[1]} connection (refused|reset)`));
+    assert.match(
+      error.message,
+      new RegExp(`${network.sharderUrls[2]} response 1 \\(returned by 1 sharder\\)`),
+    );
+    assert.ok(!error.message.includes('x'.repeat(201)), 'the message quotes a long body');
+  });
+
+  test('quotes at most 200 characters of an error body', async () => {
+    const { client } = makeClient(network, 1);
+    await network.setSharderBehaviour(0, { status: 502, body: { error: 'y'.repeat(5_000) } });
+
+    const error = await expectTransient(client.getJson(CONFIG_PATH));
+
+    assert.match(error.message, /HTTP 502: \{"error":"y+…/);
+    assert.ok(!error.message.includes('y'.repeat(200)), 'the message quotes a long body');
+  });
+
+  test('reports an unknown path as a failure, not as not found', async () => {
+    const { client } = makeClient(network, 1);
+
+    const error = await expectTransient(client.getJson('/v1/screst/unknown/path'));
+
+    assert.match(error.message, /HTTP 404: 404 page not found/);
+  });
+
+  test('raises NotFoundOnChainError when the share agrees on not found', async () => {
+    const { client } = makeClient(network, 2 / 3);
+    await network.setSharderBehaviour(0, { status: 400, body: { error: 'value not present' } });
+    await network.setSharderBehaviour(1, { status: 400, body: { error: 'value not present' } });
+    const notFound = (status: number, body: unknown) =>
+      status === 400 && (body as { error?: string }).error === 'value not present';
+
+    await assert.rejects(
+      client.getJson('/v1/client/get/balance', { client_id: 'abc' }, { notFound }),
+      (error: unknown) => {
+        assert.ok(error instanceof NotFoundOnChainError);
+        assert.equal(error.resource, '/v1/client/get/balance?client_id=abc');
+        assert.deepEqual(error.body, { error: 'value not present' });
+        return true;
+      },
+    );
+  });
+});
+
+describe('ShardersClient all sharders down', () => {
+  test('names each node in the error', async () => {
+    const sharders = [await closedLoopbackUrl(), await closedLoopbackUrl()];
+    const client = new ShardersClient({
+      sharders,
+      timeoutMs: TIMEOUT_MS,
+      consensusShare: 0.5,
+      logger: createMemoryLogger(),
+    });
+
+    const error = await expectTransient(client.getJson(CONFIG_PATH));
+
+    assert.match(error.message, /no response from 1 of 2 sharders agrees/);
+    for (const sharder of sharders) {
+      assert.ok(error.message.includes(`${sharder} connection refused`), error.message);
+    }
+  });
+
+  test('rejects an empty list and an invalid share', () => {
+    const logger = createMemoryLogger();
+    const base = { timeoutMs: 100, logger };
+    assert.throws(() => new ShardersClient({ ...base, sharders: [], consensusShare: 1 }), ConfigError);
+    assert.throws(
+      () => new ShardersClient({ ...base, sharders: ['http://127.0.0.1:1'], consensusShare: 0 }),
+      ConfigError,
+    );
+    assert.throws(
+      () => new ShardersClient({ ...base, sharders: ['http://127.0.0.1:1'], consensusShare: 1.5 }),
+      ConfigError,
+    );
+  });
+});
+
+describe('resolveNetwork', () => {
+  let network: ZusNetworkFake;
+  const minerUrls = ['http://127.0.0.1:7071', 'http://127.0.0.1:7072/'];
+
+  before(async () => {
+    network = await startZusNetwork({ sharders: 2, minerUrls });
+  });
+  after(async () => {
+    await network.close();
+  });
+
+  test('discovers nodes from the block worker', async () => {
+    const nodes = await resolveNetwork({ blockWorker: `${network.blockWorkerUrl}/`, timeoutMs: TIMEOUT_MS });
+
+    assert.deepEqual(nodes.sharders, network.sharderUrls);
+    assert.deepEqual(nodes.miners, ['http://127.0.0.1:7071', 'http://127.0.0.1:7072']);
+    const request = network.requests.at(-1);
+    assert.equal(request?.node, 'block-worker');
+    assert.equal(request?.path, '/dns/network');
+  });
+
+  test('prefers explicit lists over the block worker', async () => {
+    const before = network.requests.length;
+
+    const nodes = await resolveNetwork({
+      sharders: ['http://127.0.0.1:9001/'],
+      miners: ['https://127.0.0.1:9002'],
+      blockWorker: network.blockWorkerUrl,
+      timeoutMs: TIMEOUT_MS,
+    });
+
+    assert.deepEqual(nodes, { sharders: ['http://127.0.0.1:9001'], miners: ['https://127.0.0.1:9002'] });
+    assert.equal(network.requests.length, before, 'the block worker was asked');
+  });
+
+  test('fills only the missing list from the block worker', async () => {
+    const nodes = await resolveNetwork({
+      sharders: ['http://127.0.0.1:9001'],
+      blockWorker: network.blockWorkerUrl,
+      timeoutMs: TIMEOUT_MS,
+    });
+
+    assert.deepEqual(nodes.sharders, ['http://127.0.0.1:9001']);
+    assert.equal(nodes.miners.length, 2);
+  });
+
+  test('skips discovery for an empty miner list', async () => {
+    const before = network.requests.length;
+
+    const nodes = await resolveNetwork({
+      sharders: ['http://127.0.0.1:9001'],
+      miners: [],
+      blockWorker: network.blockWorkerUrl,
+      timeoutMs: TIMEOUT_MS,
+    });
+
+    assert.deepEqual(nodes, { sharders: ['http://127.0.0.1:9001'], miners: [] });
+    assert.equal(network.requests.length, before, 'the block worker was asked');
+  });
+
+  test('discovers sharders when the list is empty', async () => {
+    const nodes = await resolveNetwork({
+      sharders: [],
+      miners: [],
+      blockWorker: network.blockWorkerUrl,
+      timeoutMs: TIMEOUT_MS,
+    });
+
+    assert.deepEqual(nodes.sharders, network.sharderUrls);
+    assert.deepEqual(nodes.miners, []);
+  });
+
+  test('rejects invalid explicit URLs', async () => {
+    await assert.rejects(
+      resolveNetwork({ sharders: ['ftp://127.0.0.1:1'], timeoutMs: TIMEOUT_MS }),
+      ConfigError,
+    );
+    await assert.rejects(resolveNetwork({ sharders: ['not a url'], timeoutMs: TIMEOUT_MS }), ConfigError);
+  });
+
+  test('requires sharders or a block worker', async () => {
+    await assert.rejects(resolveNetwork({ timeoutMs: TIMEOUT_MS }), ConfigError);
+    assert.deepEqual(await resolveNetwork({ sharders: ['http://127.0.0.1:9001'], timeoutMs: TIMEOUT_MS }), {
+      sharders: ['http://127.0.0.1:9001'],
+      miners: [],
+    });
+  });
+
+  test('reports an unreachable block worker as transient', async () => {
+    const blockWorker = await closedLoopbackUrl();
+
+    const error = await expectTransient(resolveNetwork({ blockWorker, timeoutMs: TIMEOUT_MS }));
+
+    assert.equal(error.dependency, 'block_worker');
+    assert.match(error.message, /connection refused/);
+  });
+
+  test('reports a block worker response of the wrong shape', async () => {
+    const error = await expectTransient(
+      resolveNetwork({ blockWorker: network.sharderUrls[0], timeoutMs: TIMEOUT_MS }),
+    );
+
+    assert.match(error.message, /returned HTTP 404/);
+  });
+});
