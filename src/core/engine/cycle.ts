@@ -49,7 +49,7 @@ export interface QueueWorker<T extends { id: bigint }, R> {
   recordSuccess?(tx: DatabaseTransactionConnection, task: T, result: R): Promise<void>;
   /** What a task would do, for --dry-run; may make read-only calls. */
   describe(task: T, ctx: RunContext): Promise<{ action: string; fields?: Fields }>;
-  /** Replaces the default dry run (peek due rows and describe them), for workers whose producer decides what is due. */
+  /** What the producer step would add, for --dry-run; the due rows already queued are described after it. */
   preview?(ctx: RunContext): Promise<void>;
 }
 
@@ -68,7 +68,6 @@ export async function runQueueCycle<T extends { id: bigint }, R>(worker: QueueWo
 async function previewCycle<T extends { id: bigint }, R>(worker: QueueWorker<T, R>, ctx: RunContext) {
   if (worker.preview !== undefined) {
     await worker.preview(ctx);
-    return;
   }
   const rows = await peekDueRows(ctx.pool, { table: worker.table, limit: ctx.limit, ids: ctx.ids });
   for (const row of rows) {
