@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
-import { ConfigError, errorMessage, StartupError } from './core/errors.js';
-import { EXIT } from './core/exit-codes.js';
 import { type RuntimeIo, runWorker, type WorkerOptions, type WorkerSpec } from './core/engine/runtime.js';
 import { StopController } from './core/engine/stop.js';
+import { ConfigError, errorMessage, StartupError } from './core/errors.js';
+import { EXIT } from './core/exit-codes.js';
 
 /**
  * The zbox-workers program: registers the commands, parses flags, wires signals and maps every
@@ -11,8 +11,9 @@ import { StopController } from './core/engine/stop.js';
  * signals. Command modules are imported when their command runs, so `--help` loads none of them.
  */
 
-const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string })
-  .version;
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
 
 const EXIT_CODES_HELP = `
 Exit codes:
@@ -44,8 +45,16 @@ const WORKERS: WorkerCommand[] = [
     schedule: 'daily',
     addOptions: (command) => {
       command
-        .option('--retention-days <days>', 'delete rows older than this many days (env ZBOX_RETENTION_DAYS, default 90)', positiveInteger)
-        .option('--batch-size <rows>', 'rows deleted per transaction (env ZBOX_DELETE_BATCH_SIZE, default 5000)', positiveInteger);
+        .option(
+          '--retention-days <days>',
+          'delete rows older than this many days (env ZBOX_RETENTION_DAYS, default 90)',
+          positiveInteger,
+        )
+        .option(
+          '--batch-size <rows>',
+          'rows deleted per transaction (env ZBOX_DELETE_BATCH_SIZE, default 5000)',
+          positiveInteger,
+        );
     },
     load: async (options) =>
       (await import('./commands/delete-wallet-transactions.js')).deleteWalletTransactions({
@@ -78,9 +87,17 @@ function taskId(text: string, previous: bigint[] = []): bigint[] {
 function addWorkerOptions(command: Command): Command {
   return command
     .option('--dry-run', 'print what each task would do; change nothing anywhere')
-    .option('--limit <tasks>', 'maximum tasks to claim in this run (env ZBOX_LIMIT, default 1000)', positiveInteger)
+    .option(
+      '--limit <tasks>',
+      'maximum tasks to claim in this run (env ZBOX_LIMIT, default 1000)',
+      positiveInteger,
+    )
     .option('--id <id>', 'only this task id, due or not, unless another run holds it (repeatable)', taskId)
-    .option('--concurrency <tasks>', 'tasks executed at once (env ZBOX_CONCURRENCY, default 8)', positiveInteger)
+    .option(
+      '--concurrency <tasks>',
+      'tasks executed at once (env ZBOX_CONCURRENCY, default 8)',
+      positiveInteger,
+    )
     .option('--json', 'one JSON object per line (the default off a terminal)')
     .option('--verbose', 'log at debug level')
     .option('--quiet', 'log warnings and errors only')
@@ -94,7 +111,9 @@ export interface CliIo extends RuntimeIo {
 /** Builds the program. `setExitCode` receives the code of a finished command. */
 export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Command {
   const program = new Command('zbox-workers')
-    .description('Background workers of 0Box on the Züs network. Each run does one cycle of one worker and exits.')
+    .description(
+      'Background workers of 0Box on the Züs network. Each run does one cycle of one worker and exits.',
+    )
     .version(VERSION, '--version', 'print the version')
     .helpOption('-h, --help', 'print help')
     .showHelpAfterError('(run with --help for usage)')
@@ -120,12 +139,19 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
   program
     .command('migrate')
     .summary('applies pending database migrations [before each deploy]')
-    .description('Applies the versioned SQL migrations under an advisory lock; safe to start several at once.')
+    .description(
+      'Applies the versioned SQL migrations under an advisory lock; safe to start several at once.',
+    )
     .option('--embedded', 'migrate the embedded PostgreSQL in ZBOX_DATA_DIR')
     .option('--json', 'one JSON object per line (the default off a terminal)')
     .action(async (options: { embedded?: boolean; json?: boolean }) => {
       const { runMigrate } = await import('./commands/migrate.js');
-      setExitCode(await runMigrate({ embedded: options.embedded === true, json: options.json === true || !io.isTty }, io));
+      setExitCode(
+        await runMigrate(
+          { embedded: options.embedded === true, json: options.json === true || !io.isTty },
+          io,
+        ),
+      );
     });
   return program;
 }

@@ -49,11 +49,16 @@ test('invalid variable names the variable and the fix', async () => {
     ZBOX_CONCURRENCY: 'many',
   });
   assert.equal(result.code, 2);
-  assert.match(result.stderr, /ZBOX_CONCURRENCY: invalid value \(value "many"\): .*\(set it to a whole number/);
+  assert.match(
+    result.stderr,
+    /ZBOX_CONCURRENCY: invalid value \(value "many"\): .*\(set it to a whole number/,
+  );
 });
 
 test('invalid secret value is not printed', async () => {
-  const result = await runCli(['free-storage', '--json'], { DATABASE_URL: 'mysql://admin:hunter2secret@db/x' });
+  const result = await runCli(['free-storage', '--json'], {
+    DATABASE_URL: 'mysql://admin:hunter2secret@db/x',
+  });
   assert.equal(result.code, 2);
   assert.match(result.stderr, /DATABASE_URL: invalid value: must be a postgres:\/\/ connection URL/);
   assert.doesNotMatch(result.stderr + result.stdout, /hunter2secret/);
@@ -76,7 +81,10 @@ test('lease shorter than deadline plus grace exits 2', async () => {
     ZBOX_LEASE_SECONDS: '300',
   });
   assert.equal(result.code, 2);
-  assert.match(result.stderr, /ZBOX_LEASE_SECONDS: 300 is shorter than the run deadline \(300\) \+ grace \(30\)/);
+  assert.match(
+    result.stderr,
+    /ZBOX_LEASE_SECONDS: 300 is shorter than the run deadline \(300\) \+ grace \(30\)/,
+  );
 });
 
 test('id on a singleton worker exits 2', async () => {
@@ -90,6 +98,10 @@ test('id on a singleton worker exits 2', async () => {
 test('README lists every variable', () => {
   const readme = readFileSync(`${REPO_ROOT}/README.md`, 'utf8');
   for (const variable of describeVariables()) {
-    assert.match(readme, new RegExp(`\\| \`${variable.name}\` \\|`), `${variable.name} is missing from README.md`);
+    assert.match(
+      readme,
+      new RegExp(`\\| \`${variable.name}\` \\|`),
+      `${variable.name} is missing from README.md`,
+    );
   }
 });

@@ -53,7 +53,9 @@ test('retention of zero days exits 2', async () => {
 
 test('dry run counts and deletes nothing', async () => {
   const before = await counts();
-  const result = await runCli(['delete-wallet-transactions', '--dry-run', '--json'], { DATABASE_URL: database.url });
+  const result = await runCli(['delete-wallet-transactions', '--dry-run', '--json'], {
+    DATABASE_URL: database.url,
+  });
   assert.equal(result.code, 0, result.stderr);
   const summary = summaryOf(result);
   const details = summary.details as Record<string, unknown>;

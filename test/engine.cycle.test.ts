@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { type DatabasePool, sql } from 'slonik';
 import { z } from 'zod';
-import { runQueueCycle } from '../src/core/engine/cycle.js';
 import { openPool } from '../src/core/db/pool.js';
+import { runQueueCycle } from '../src/core/engine/cycle.js';
 import { TransientError } from '../src/core/errors.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { createTestQueue, sleep, testContext, testWorker } from './support/engine.js';
@@ -39,7 +39,9 @@ for (const runs of [2, 8]) {
       );
       return `done by ${ctx.runId}`;
     });
-    const contexts = Array.from({ length: runs }, () => testContext(pool, { claimBatch: 25, concurrency: 4 }));
+    const contexts = Array.from({ length: runs }, () =>
+      testContext(pool, { claimBatch: 25, concurrency: 4 }),
+    );
     await Promise.all(contexts.map((ctx) => runQueueCycle(worker, ctx)));
 
     const counts = await executionCounts(table);
@@ -133,7 +135,12 @@ test('1000 failing rows spread next attempts over the backoff window', async () 
   assert.equal(ctx.counters.retried, 1000);
   const spread = await pool.one(
     sql.type(
-      z.object({ distinct_seconds: z.bigint(), min_delay: z.number(), max_delay: z.number(), mean_delay: z.number() }),
+      z.object({
+        distinct_seconds: z.bigint(),
+        min_delay: z.number(),
+        max_delay: z.number(),
+        mean_delay: z.number(),
+      }),
     )`
       SELECT count(DISTINCT date_trunc('second', next_attempt_at)) AS distinct_seconds,
              extract(epoch FROM min(next_attempt_at - updated_at))::float8 AS min_delay,
@@ -179,7 +186,10 @@ test('failing dependency stops being called after K failures', async () => {
   );
   assert.equal(released.pending, 20n);
   assert.equal(released.unspent, 17n, 'released rows did not spend an attempt');
-  assert.ok(ctx.attention.some((reason) => reason.includes('dep-0')), 'unavailable dependency needs attention');
+  assert.ok(
+    ctx.attention.some((reason) => reason.includes('dep-0')),
+    'unavailable dependency needs attention',
+  );
 });
 
 test('permanent error and exhausted attempts go dead with a reason', async () => {
@@ -223,7 +233,9 @@ test('poison row goes dead without blocking others', async () => {
   await runQueueCycle(worker, ctx);
   assert.equal(ctx.counters.succeeded, 2);
   assert.equal(ctx.counters.dead, 1);
-  const reason = await pool.oneFirst(sql.unsafe`SELECT last_error FROM ${sql.identifier([table])} WHERE id = 2`);
+  const reason = await pool.oneFirst(
+    sql.unsafe`SELECT last_error FROM ${sql.identifier([table])} WHERE id = 2`,
+  );
   assert.equal(reason, 'invalid task row: dependency must not be "bad"');
 });
 

@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { type DatabasePool, sql } from 'slonik';
 import { z } from 'zod';
-import { runQueueCycle } from '../src/core/engine/cycle.js';
 import { openPool } from '../src/core/db/pool.js';
+import { runQueueCycle } from '../src/core/engine/cycle.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { createTestQueue, sleep, testContext, testWorker } from './support/engine.js';
 
@@ -28,7 +28,13 @@ after(async () => {
 /** Starts the fixture and resolves once `tasks` tasks have started. */
 function startSlowCycle(table: string, taskMs: number, leaseSeconds: number, tasks: number) {
   const child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], {
-    env: { ...process.env, DATABASE_URL: database.url, QUEUE_TABLE: table, TASK_MS: String(taskMs), LEASE_SECONDS: String(leaseSeconds) },
+    env: {
+      ...process.env,
+      DATABASE_URL: database.url,
+      QUEUE_TABLE: table,
+      TASK_MS: String(taskMs),
+      LEASE_SECONDS: String(leaseSeconds),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';

@@ -63,7 +63,9 @@ async function seed(allocations: Seed[]) {
       VALUES (${allocation.id}, ${`owner-${allocation.label}`}, ${`user-${allocation.label}`}, 2147483648, 2, 2,
               ${expiresAt?.toISOString() ?? null}, ${allocation.finalized ?? false})`);
     const chainExpiry =
-      allocation.chainInHours !== undefined ? hoursFromNow(allocation.chainInHours) : (expiresAt ?? hoursFromNow(-1));
+      allocation.chainInHours !== undefined
+        ? hoursFromNow(allocation.chainInHours)
+        : (expiresAt ?? hoursFromNow(-1));
     network.upsertAllocation(
       fakeAllocationBody({
         id: allocation.id,
@@ -157,7 +159,11 @@ test('document written before a crash counts as sent', async () => {
   });
   const result = await runCli(['expiring-allocations', '--json'], env());
   assert.equal(result.code, 0, result.stdout);
-  assert.equal(documents().get(documentId)?.written_by, 'the crashed run', 'the document was not written twice');
+  assert.equal(
+    documents().get(documentId)?.written_by,
+    'the crashed run',
+    'the document was not written twice',
+  );
   const outcome = await pool.oneFirst(sql.unsafe`SELECT outcome FROM allocation_expiry_notices`);
   assert.equal(outcome, 'already_sent');
 });
@@ -176,7 +182,10 @@ test('mixed bulk item errors: 429 retried, 400 dead', async () => {
   );
   const documentOf = (label: string) => ids.get(allocationId(label)) as string;
   elasticsearch.failNextItem(documentOf('busy'), { status: 429 });
-  elasticsearch.failNextItem(documentOf('invalid'), { status: 400, reason: 'failed to parse field [expires_at]' });
+  elasticsearch.failNextItem(documentOf('invalid'), {
+    status: 400,
+    reason: 'failed to parse field [expires_at]',
+  });
   const result = await runCli(['expiring-allocations', '--json'], env());
   assert.equal(result.code, 4, 'a dead notice needs attention');
   const summary = summaryOf(result);

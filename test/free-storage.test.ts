@@ -55,7 +55,9 @@ async function stored() {
 }
 
 async function historyCount() {
-  return pool.oneFirst(sql.type(z.object({ count: z.bigint() }))`SELECT count(*) AS count FROM storage_config_history`);
+  return pool.oneFirst(
+    sql.type(z.object({ count: z.bigint() }))`SELECT count(*) AS count FROM storage_config_history`,
+  );
 }
 
 function env(extra: Record<string, string> = {}) {
@@ -74,7 +76,10 @@ test('stores the real storage-config answer exactly', async (t) => {
   const row = await stored();
   assert.ok(row !== null);
   // Source of the file: zboxcli README, "Storage SC configurations" (see SOURCES.md beside it).
-  assert.equal(row.free_allocation_size_bytes, BigInt(reference.fields['free_allocation_settings.size'] as string));
+  assert.equal(
+    row.free_allocation_size_bytes,
+    BigInt(reference.fields['free_allocation_settings.size'] as string),
+  );
   assert.equal(row.free_allocation_size_bytes, 2_147_483_648n);
   assert.equal(row.free_allocation_data_shards, 4);
   assert.equal(row.free_allocation_parity_shards, 2);
@@ -105,21 +110,34 @@ test('stores typed fields and a history of changes', async () => {
   assert.equal(changed.code, 0);
   assert.equal((await stored())?.max_write_price_sas, 700_000_000n);
   const changes = await pool.oneFirst(
-    sql.type(z.object({ changes: z.unknown() }))`SELECT changes FROM storage_config_history ORDER BY id DESC LIMIT 1`,
+    sql.type(
+      z.object({ changes: z.unknown() }),
+    )`SELECT changes FROM storage_config_history ORDER BY id DESC LIMIT 1`,
   );
   assert.deepEqual(changes, { max_write_price: { from: '0.05', to: '0.07' } });
 });
 
 test('discovers sharders through the block worker', async () => {
-  const result = await runCli(['free-storage', '--json'], { DATABASE_URL: database.url, ZUS_BLOCK_WORKER: network.blockWorkerUrl });
+  const result = await runCli(['free-storage', '--json'], {
+    DATABASE_URL: database.url,
+    ZUS_BLOCK_WORKER: network.blockWorkerUrl,
+  });
   assert.equal(result.code, 0, result.stderr);
   assert.equal((await stored())?.free_allocation_data_shards, 3);
 });
 
 const badAnswers: Array<[string, (fields: Record<string, string>) => void, RegExp]> = [
-  ['missing field', (fields) => delete fields['free_allocation_settings.size'], /free_allocation_settings\.size/],
+  [
+    'missing field',
+    (fields) => delete fields['free_allocation_settings.size'],
+    /free_allocation_settings\.size/,
+  ],
   ['non-numeric price', (fields) => (fields.max_write_price = 'cheap'), /max_write_price/],
-  ['zero shards', (fields) => (fields['free_allocation_settings.data_shards'] = '0'), /free_allocation_settings\.data_shards/],
+  [
+    'zero shards',
+    (fields) => (fields['free_allocation_settings.data_shards'] = '0'),
+    /free_allocation_settings\.data_shards/,
+  ],
   ['ratio above one', (fields) => (fields.cancellation_charge = '1.5'), /cancellation_charge/],
 ];
 
@@ -141,7 +159,9 @@ for (const [name, spoil, field] of badAnswers) {
 }
 
 test('disagreeing sharders keep the stored config', async () => {
-  await network.setSharderBehaviour(1, { body: { fields: { ...ownStorageConfigFields(), max_write_price: '9' } } });
+  await network.setSharderBehaviour(1, {
+    body: { fields: { ...ownStorageConfigFields(), max_write_price: '9' } },
+  });
   await network.setSharderBehaviour(2, 'http503');
   const result = await runCli(['free-storage', '--json'], env());
   assert.equal(result.code, 4);
@@ -156,12 +176,18 @@ test('dry run prints the figures and writes nothing', async () => {
   assert.ok(plan !== undefined, 'the plan is printed');
   assert.equal(plan.max_write_price_sas, '500000000');
   assert.equal(await stored(), null);
-  assert.equal(await pool.oneFirst(sql.unsafe`SELECT count(*) FROM zbox_runs`), 0n, 'a dry run is not recorded');
+  assert.equal(
+    await pool.oneFirst(sql.unsafe`SELECT count(*) FROM zbox_runs`),
+    0n,
+    'a dry run is not recorded',
+  );
 });
 
 test('second concurrent run exits 0 when the lock is held', async () => {
   await pool.connect(async (connection) => {
-    await connection.query(sql.unsafe`SELECT pg_advisory_lock(hashtextextended('zbox-workers:free-storage', 0))`);
+    await connection.query(
+      sql.unsafe`SELECT pg_advisory_lock(hashtextextended('zbox-workers:free-storage', 0))`,
+    );
     try {
       const result = await runCli(['free-storage', '--json'], env());
       assert.equal(result.code, 0);

@@ -42,8 +42,14 @@ test('five concurrent migrate processes apply each migration once', async () => 
     loadMigrations().map((migration) => migration.version),
   );
   assert.ok(applied.every((row) => row.times === 1n));
-  const appliedLines = results.flatMap((result) => result.lines.filter((line) => line.msg === 'migration applied'));
-  assert.equal(appliedLines.length, loadMigrations().length, 'each migration was applied by exactly one process');
+  const appliedLines = results.flatMap((result) =>
+    result.lines.filter((line) => line.msg === 'migration applied'),
+  );
+  assert.equal(
+    appliedLines.length,
+    loadMigrations().length,
+    'each migration was applied by exactly one process',
+  );
 });
 
 test('newer compatible schema still runs', async () => {
@@ -59,5 +65,8 @@ test('newer incompatible schema exits 3', async () => {
     INSERT INTO zbox_schema_migrations (version, name, compatible, checksum) VALUES (9002, 'drop_column', false, 'x')`);
   const result = await runCli(['delete-wallet-transactions', '--json'], { DATABASE_URL: database.url });
   assert.equal(result.code, 3);
-  assert.match(result.stderr, /schema is newer than this binary: migrations 9001, 9002 .*\(deploy the newer image\)/);
+  assert.match(
+    result.stderr,
+    /schema is newer than this binary: migrations 9001, 9002 .*\(deploy the newer image\)/,
+  );
 });

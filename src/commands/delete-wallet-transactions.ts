@@ -1,9 +1,9 @@
 import { type DatabasePool, sql } from 'slonik';
 import { z } from 'zod';
 import { requireVariable } from '../core/config.js';
-import { ConfigError } from '../core/errors.js';
 import type { RunContext } from '../core/engine/context.js';
 import type { WorkerSpec } from '../core/engine/runtime.js';
+import { ConfigError } from '../core/errors.js';
 
 /**
  * delete-wallet-transactions (singleton): deletes team-wallet spending rows older than the
@@ -29,7 +29,9 @@ async function run(ctx: RunContext, options: DeleteWalletTransactionsOptions): P
   const batchSize = options.batchSize ?? requireVariable(ctx.env, 'ZBOX_DELETE_BATCH_SIZE');
   const lockTimeoutMs = requireVariable(ctx.env, 'ZBOX_LOCK_TIMEOUT_MS');
   if (!(retentionDays >= 1)) {
-    throw new ConfigError(`--retention-days: ${retentionDays} would delete current rows (use whole days of at least 1)`);
+    throw new ConfigError(
+      `--retention-days: ${retentionDays} would delete current rows (use whole days of at least 1)`,
+    );
   }
 
   const cutoff = await readCutoff(ctx.pool, retentionDays);
@@ -39,7 +41,10 @@ async function run(ctx: RunContext, options: DeleteWalletTransactionsOptions): P
   if (ctx.dryRun) {
     const count = await countExpired(ctx.pool, cutoff);
     ctx.details.would_delete = count;
-    ctx.plan.push({ task: 'spending rows', action: `delete ${count} rows created before ${cutoff.toISOString()}` });
+    ctx.plan.push({
+      task: 'spending rows',
+      action: `delete ${count} rows created before ${cutoff.toISOString()}`,
+    });
     return;
   }
 
@@ -50,7 +55,9 @@ async function run(ctx: RunContext, options: DeleteWalletTransactionsOptions): P
 
 async function readCutoff(pool: DatabasePool, retentionDays: number): Promise<Date> {
   return pool.oneFirst(
-    sql.type(z.object({ cutoff: z.date() }))`SELECT now() - make_interval(days => ${retentionDays}) AS cutoff`,
+    sql.type(
+      z.object({ cutoff: z.date() }),
+    )`SELECT now() - make_interval(days => ${retentionDays}) AS cutoff`,
   );
 }
 
@@ -71,7 +78,10 @@ async function deleteInBatches(ctx: RunContext, cutoff: Date, batchSize: number,
       if (!isLockTimeout(error) || ++lockTimeouts > MAX_LOCK_TIMEOUTS) {
         throw error;
       }
-      ctx.logger.warn('delete batch hit lock_timeout; retrying', { lock_timeout_ms: lockTimeoutMs, timeouts_in_a_row: lockTimeouts });
+      ctx.logger.warn('delete batch hit lock_timeout; retrying', {
+        lock_timeout_ms: lockTimeoutMs,
+        timeouts_in_a_row: lockTimeouts,
+      });
       continue;
     }
     lockTimeouts = 0;

@@ -1,15 +1,14 @@
 import { type DatabaseTransactionConnection, sql } from 'slonik';
 import { z } from 'zod';
+import { mapWithConcurrency } from '../core/concurrency.js';
 import { requireVariable } from '../core/config.js';
 import type { RunContext } from '../core/engine/context.js';
 import type { Outcome, QueueWorker } from '../core/engine/cycle.js';
-import { outcomeOfError } from '../core/engine/cycle.js';
-import { runQueueCycle } from '../core/engine/cycle.js';
-import type { WorkerSpec } from '../core/engine/runtime.js';
+import { outcomeOfError, runQueueCycle } from '../core/engine/cycle.js';
 import type { Row } from '../core/engine/queue-sql.js';
+import type { WorkerSpec } from '../core/engine/runtime.js';
 import { createDocuments, createElasticsearchClient } from '../core/notify/elasticsearch.js';
-import { mapWithConcurrency } from '../core/concurrency.js';
-import { fetchAllocation, type AllocationInfo } from '../core/zus/allocations.js';
+import { type AllocationInfo, fetchAllocation } from '../core/zus/allocations.js';
 import { connectSharders } from '../core/zus/connect.js';
 import type { ShardersClient } from '../core/zus/sharders.js';
 
@@ -104,7 +103,11 @@ function noticeWorker(
 
     describe: async (notice) => ({
       action: `notify user ${notice.userId}: ${expiryMessage(daysLeft(notice.expiresAt, new Date()))}`,
-      fields: { allocation_id: notice.allocationId, window_days: notice.windowDays, document_id: notice.documentId },
+      fields: {
+        allocation_id: notice.allocationId,
+        window_days: notice.windowDays,
+        document_id: notice.documentId,
+      },
     }),
 
     preview: async (ctx) => {
@@ -208,7 +211,11 @@ async function rereadAllocations(notices: Notice[], sharders: ShardersClient) {
 }
 
 /** Why a notice is not sent after the chain was re-read, or undefined to send it. */
-function skipReason(notice: Notice, chain: AllocationInfo, windows: number[]): NoticeResult['outcome'] | undefined {
+function skipReason(
+  notice: Notice,
+  chain: AllocationInfo,
+  windows: number[],
+): NoticeResult['outcome'] | undefined {
   if (chain.finalized || chain.canceled) {
     return 'closed';
   }
@@ -286,7 +293,11 @@ export function expiryMessage(days: number): string {
 }
 
 /** Records the notice's outcome and what the chain says about the allocation. */
-async function recordNotice(tx: DatabaseTransactionConnection, notice: Notice, result: NoticeResult): Promise<void> {
+async function recordNotice(
+  tx: DatabaseTransactionConnection,
+  notice: Notice,
+  result: NoticeResult,
+): Promise<void> {
   const sent = result.outcome === 'created' || result.outcome === 'already_sent';
   await tx.query(sql.unsafe`
     UPDATE allocation_expiry_notices

@@ -34,7 +34,10 @@ async function run(ctx: RunContext): Promise<void> {
   if (ctx.dryRun) {
     ctx.plan.push({
       task: 'storage config',
-      action: storedRaw === undefined ? 'store the config for the first time' : `update ${Object.keys(changes).length} changed field(s)`,
+      action:
+        storedRaw === undefined
+          ? 'store the config for the first time'
+          : `update ${Object.keys(changes).length} changed field(s)`,
       fields: { changes, ...platformFields(fetched.config) },
     });
     return;
@@ -80,7 +83,9 @@ function platformFields(config: StorageConfig) {
 
 async function readStoredRaw(ctx: RunContext): Promise<Record<string, string> | undefined> {
   const raw = await ctx.pool.maybeOneFirst(
-    sql.type(z.object({ raw_fields: z.record(z.string(), z.string()) }))`SELECT raw_fields FROM storage_config`,
+    sql.type(
+      z.object({ raw_fields: z.record(z.string(), z.string()) }),
+    )`SELECT raw_fields FROM storage_config`,
   );
   return raw ?? undefined;
 }
@@ -98,7 +103,11 @@ function diffFields(before: Record<string, string> | undefined, after: Record<st
   return changes;
 }
 
-async function upsertConfig(tx: DatabaseTransactionConnection, config: StorageConfig, raw: Record<string, string>) {
+async function upsertConfig(
+  tx: DatabaseTransactionConnection,
+  config: StorageConfig,
+  raw: Record<string, string>,
+) {
   await tx.query(sql.unsafe`
     INSERT INTO storage_config (
       singleton, free_allocation_size_bytes, free_allocation_data_shards, free_allocation_parity_shards,
@@ -126,7 +135,11 @@ async function upsertConfig(tx: DatabaseTransactionConnection, config: StorageCo
         THEN storage_config.updated_at ELSE now() END`);
 }
 
-async function insertHistory(tx: DatabaseTransactionConnection, changes: Changes, raw: Record<string, string>) {
+async function insertHistory(
+  tx: DatabaseTransactionConnection,
+  changes: Changes,
+  raw: Record<string, string>,
+) {
   await tx.query(sql.unsafe`
     INSERT INTO storage_config_history (changes, raw_fields) VALUES (${sql.jsonb(changes)}, ${sql.jsonb(raw)})`);
 }

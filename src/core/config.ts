@@ -43,7 +43,8 @@ export const VARIABLES = {
   }),
   ZBOX_DATA_DIR: variable({
     schema: z.string().min(1),
-    meaning: 'folder of the embedded PostgreSQL (used only with --embedded and by tests without DATABASE_URL)',
+    meaning:
+      'folder of the embedded PostgreSQL (used only with --embedded and by tests without DATABASE_URL)',
     shownDefault: '.zbox-data (under the working directory)',
     fix: 'set it to a writable folder',
   }),
@@ -61,8 +62,7 @@ export const VARIABLES = {
   }),
   ZBOX_LEASE_SECONDS: variable({
     schema: positiveInt(7 * 86_400),
-    meaning:
-      'seconds a claim is held before another run may take the task; at least deadline + grace + 30',
+    meaning: 'seconds a claim is held before another run may take the task; at least deadline + grace + 30',
     shownDefault: 'deadline + grace + 60',
     fix: 'set it to at least ZBOX_RUN_DEADLINE_SECONDS + ZBOX_GRACE_SECONDS + 30, or leave it unset',
   }),
@@ -209,7 +209,10 @@ export type Environment = Record<string, string | undefined>;
  * unset optional variable. Raises ConfigError naming the variable, the problem and the fix; the
  * value itself is shown only for variables that are not secret.
  */
-export function readVariable<K extends VariableName>(env: Environment, name: K): VariableValue<K> | undefined {
+export function readVariable<K extends VariableName>(
+  env: Environment,
+  name: K,
+): VariableValue<K> | undefined {
   const spec = VARIABLES[name];
   const raw = env[name] === undefined || env[name] === '' ? DEFAULTS[name] : env[name];
   if (raw === undefined) {
@@ -271,11 +274,20 @@ export function readRetryPolicy(env: Environment): RetryPolicy {
       `ZBOX_BACKOFF_MAX_SECONDS: ${backoffMaxSeconds} is below ZBOX_BACKOFF_BASE_SECONDS (${backoffBaseSeconds}) (raise the cap or lower the base)`,
     );
   }
-  return { backoffBaseSeconds, backoffMaxSeconds, cooldownFailures: requireVariable(env, 'ZBOX_COOLDOWN_FAILURES') };
+  return {
+    backoffBaseSeconds,
+    backoffMaxSeconds,
+    cooldownFailures: requireVariable(env, 'ZBOX_COOLDOWN_FAILURES'),
+  };
 }
 
 /** Rows of the configuration table in README.md: name, meaning, default. */
-export function describeVariables(): Array<{ name: VariableName; meaning: string; shownDefault: string; secret: boolean }> {
+export function describeVariables(): Array<{
+  name: VariableName;
+  meaning: string;
+  shownDefault: string;
+  secret: boolean;
+}> {
   return (Object.keys(VARIABLES) as VariableName[]).map((name) => {
     const spec: VariableSpec<unknown> = VARIABLES[name];
     return {

@@ -46,16 +46,25 @@ export function testWorker(
     dependencyOf: (task) => task.dependency,
     execute,
     recordSuccess: async (tx, task, result) => {
-      await tx.query(sql.unsafe`UPDATE ${sql.identifier([table])} SET result = ${result} WHERE id = ${task.id}`);
+      await tx.query(
+        sql.unsafe`UPDATE ${sql.identifier([table])} SET result = ${result} WHERE id = ${task.id}`,
+      );
     },
     describe: async (task) => ({ action: `process ${task.id}` }),
   };
 }
 
-export const TEST_RETRY: RetryPolicy = { backoffBaseSeconds: 30, backoffMaxSeconds: 3600, cooldownFailures: 3 };
+export const TEST_RETRY: RetryPolicy = {
+  backoffBaseSeconds: 30,
+  backoffMaxSeconds: 3600,
+  cooldownFailures: 3,
+};
 
 /** A run context over `pool`, outside the CLI; timing is not checked here, so tests may use short leases. */
-export function testContext(pool: DatabasePool, overrides: Partial<RunContext> = {}): RunContext & {
+export function testContext(
+  pool: DatabasePool,
+  overrides: Partial<RunContext> = {},
+): RunContext & {
   logger: ReturnType<typeof createMemoryLogger>;
 } {
   const timing: RunTiming = { deadlineSeconds: 60, graceSeconds: 5, leaseSeconds: 120 };

@@ -44,7 +44,9 @@ export function ownStorageConfigFields(): Record<string, string> {
 export function referenceStorageConfig(): { fields: Record<string, string> } | { skip: string } {
   const folder = process.env.ZUS_REFERENCE_DATA;
   if (folder === undefined || folder === '') {
-    return { skip: 'ZUS_REFERENCE_DATA is not set: it names the folder of real chain answers (.ci/run sets it)' };
+    return {
+      skip: 'ZUS_REFERENCE_DATA is not set: it names the folder of real chain answers (.ci/run sets it)',
+    };
   }
   const body = JSON.parse(readFileSync(join(folder, 'storage-config.json'), 'utf8')) as {
     fields: Record<string, string>;

@@ -5,8 +5,8 @@ import pg from 'pg';
 import { type DatabasePool, sql } from 'slonik';
 import { z } from 'zod';
 import { errorMessage, StartupError } from '../errors.js';
-import { describeDatabaseUrl } from './pool.js';
 import type { Logger } from '../output/logger.js';
+import { describeDatabaseUrl } from './pool.js';
 
 /**
  * Versioned plain-SQL migrations in `migrations/NNNN_name.sql`, applied in order, each in its own
@@ -55,7 +55,12 @@ export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
   return migrations;
 }
 
-const appliedRow = z.object({ version: z.number(), name: z.string(), compatible: z.boolean(), checksum: z.string() });
+const appliedRow = z.object({
+  version: z.number(),
+  name: z.string(),
+  compatible: z.boolean(),
+  checksum: z.string(),
+});
 type AppliedMigration = z.infer<typeof appliedRow>;
 
 const ENSURE_MIGRATIONS_TABLE = `
@@ -69,13 +74,17 @@ const ENSURE_MIGRATIONS_TABLE = `
 
 async function readApplied(pool: DatabasePool): Promise<AppliedMigration[] | undefined> {
   const exists = await pool.oneFirst(
-    sql.type(z.object({ exists: z.boolean() }))`SELECT to_regclass('zbox_schema_migrations') IS NOT NULL AS exists`,
+    sql.type(
+      z.object({ exists: z.boolean() }),
+    )`SELECT to_regclass('zbox_schema_migrations') IS NOT NULL AS exists`,
   );
   if (!exists) {
     return undefined;
   }
   const rows = await pool.any(
-    sql.type(appliedRow)`SELECT version, name, compatible, checksum FROM zbox_schema_migrations ORDER BY version`,
+    sql.type(
+      appliedRow,
+    )`SELECT version, name, compatible, checksum FROM zbox_schema_migrations ORDER BY version`,
   );
   return [...rows];
 }
@@ -135,7 +144,10 @@ export type SchemaState =
   | { kind: 'newer-compatible'; newer: number[] }
   | { kind: 'newer-incompatible'; newer: number[] };
 
-export async function readSchemaState(pool: DatabasePool, migrations = loadMigrations()): Promise<SchemaState> {
+export async function readSchemaState(
+  pool: DatabasePool,
+  migrations = loadMigrations(),
+): Promise<SchemaState> {
   const applied = (await readApplied(pool)) ?? [];
   const appliedVersions = new Set(applied.map((row) => row.version));
   const missing = migrations.map((m) => m.version).filter((version) => !appliedVersions.has(version));

@@ -194,7 +194,10 @@ class Cycle<T extends { id: bigint }, R> {
     try {
       this.#queue.push(this.worker.parseTask(row));
     } catch (error) {
-      await this.#record({ id: row.id } as T, { kind: 'dead', reason: `invalid task row: ${errorMessage(error)}` });
+      await this.#record({ id: row.id } as T, {
+        kind: 'dead',
+        reason: `invalid task row: ${errorMessage(error)}`,
+      });
     }
   }
 
@@ -231,7 +234,8 @@ class Cycle<T extends { id: bigint }, R> {
   async #record(task: T, outcome: Outcome<R>): Promise<void> {
     const { ctx, worker } = this;
     const log = ctx.logger.child({ task_id: String(task.id) });
-    const dependency = outcome.kind === 'retry' ? (outcome.dependency ?? worker.dependencyOf(task)) : undefined;
+    const dependency =
+      outcome.kind === 'retry' ? (outcome.dependency ?? worker.dependencyOf(task)) : undefined;
     if (outcome.kind === 'succeeded') {
       const mine = await ctx.pool.transaction(async (tx) => {
         const owned = await markSucceeded(tx, worker.table, task.id, ctx.runId);
@@ -248,7 +252,14 @@ class Cycle<T extends { id: bigint }, R> {
     } else {
       const attempts = this.#attempts.get(task.id) ?? 1;
       const delay = backoffSeconds(attempts, ctx.retry);
-      const status = await markFailedTransient(ctx.pool, worker.table, task.id, ctx.runId, outcome.error, delay);
+      const status = await markFailedTransient(
+        ctx.pool,
+        worker.table,
+        task.id,
+        ctx.runId,
+        outcome.error,
+        delay,
+      );
       this.#count(log, status !== undefined, status === 'dead' ? 'dead' : 'retried', {
         error: outcome.error,
         retry_in_seconds: status === 'pending' ? delay : undefined,
@@ -258,7 +269,12 @@ class Cycle<T extends { id: bigint }, R> {
     ctx.onProgress();
   }
 
-  #count(log: RunContext['logger'], mine: boolean, kind: 'succeeded' | 'dead' | 'retried', fields: Fields = {}) {
+  #count(
+    log: RunContext['logger'],
+    mine: boolean,
+    kind: 'succeeded' | 'dead' | 'retried',
+    fields: Fields = {},
+  ) {
     if (!mine) {
       this.ctx.counters.lost += 1;
       log.warn('outcome not recorded: the lease expired and another run took the task', { outcome: kind });

@@ -75,7 +75,11 @@ const idState = z.object({
 export type IdState = z.infer<typeof idState>;
 
 /** State of requested ids that a claim did not take, so the run can say why. */
-export async function readIdStates(db: CommonQueryMethods, tableName: string, ids: bigint[]): Promise<IdState[]> {
+export async function readIdStates(
+  db: CommonQueryMethods,
+  tableName: string,
+  ids: bigint[],
+): Promise<IdState[]> {
   const rows = await db.any(sql.unsafe`
     SELECT id, status, locked_until, next_attempt_at FROM ${table(tableName)}
     WHERE id = ANY(${sql.array(ids, 'int8')})`);
@@ -122,7 +126,13 @@ export async function markFailedTransient(
 }
 
 /** Records a permanent failure: dead with a reason a person can act on. */
-export async function markDead(db: CommonQueryMethods, tableName: string, id: bigint, runId: string, reason: string) {
+export async function markDead(
+  db: CommonQueryMethods,
+  tableName: string,
+  id: bigint,
+  runId: string,
+  reason: string,
+) {
   const result = await db.query(sql.unsafe`
     UPDATE ${table(tableName)}
     SET status = 'dead', last_error = ${reason}, completed_at = now(),

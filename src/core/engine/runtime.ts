@@ -1,7 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import { resolve } from 'node:path';
 import { type DatabasePool, sql } from 'slonik';
-import { type Environment, readRetryPolicy, readRunTiming, readVariable, requireVariable } from '../config.js';
+import {
+  type Environment,
+  readRetryPolicy,
+  readRunTiming,
+  readVariable,
+  requireVariable,
+} from '../config.js';
 import { assertSchemaUsable, migrate } from '../db/migrate.js';
 import { openPool } from '../db/pool.js';
 import { ConfigError } from '../errors.js';
@@ -84,12 +90,20 @@ export async function openDatabase(
  * the worker's body, the summary and its exit code. Configuration and start-up errors propagate
  * to the CLI, which maps them to exit codes 2 and 3.
  */
-export async function runWorker(spec: WorkerSpec, options: WorkerOptions, io: RuntimeIo): Promise<RunSummary> {
+export async function runWorker(
+  spec: WorkerSpec,
+  options: WorkerOptions,
+  io: RuntimeIo,
+): Promise<RunSummary> {
   const started = performance.now();
   const runId = randomUUID();
   const json = options.json || !io.isTty;
   const spinner = json || options.quiet ? undefined : createSpinner(spec.name);
-  const level = options.verbose ? 'debug' : options.quiet ? 'warn' : (readVariable(io.env, 'ZBOX_LOG_LEVEL') ?? 'info');
+  const level = options.verbose
+    ? 'debug'
+    : options.quiet
+      ? 'warn'
+      : (readVariable(io.env, 'ZBOX_LOG_LEVEL') ?? 'info');
   const logger = createLogger(
     { json, level, write: (line) => io.writeOut(`${line}\n`), aroundHumanLine: spinner?.around },
     { worker: spec.name, run_id: runId },
@@ -133,7 +147,9 @@ export async function runWorker(spec: WorkerSpec, options: WorkerOptions, io: Ru
     }
     if (io.stop.reason === 'deadline') {
       full.details.stopped_at_deadline = true;
-      logger.warn('run deadline reached: stopped starting work', { deadline_seconds: timing.deadlineSeconds });
+      logger.warn('run deadline reached: stopped starting work', {
+        deadline_seconds: timing.deadlineSeconds,
+      });
     }
     const summary = summarise(full, performance.now() - started);
     if (!full.dryRun) {
@@ -148,7 +164,9 @@ export async function runWorker(spec: WorkerSpec, options: WorkerOptions, io: Ru
 
 async function runBody(spec: WorkerSpec, ctx: RunContext): Promise<void> {
   if (!ctx.dryRun) {
-    await ctx.pool.query(sql.unsafe`INSERT INTO zbox_runs (run_id, worker) VALUES (${ctx.runId}, ${ctx.worker})`);
+    await ctx.pool.query(
+      sql.unsafe`INSERT INTO zbox_runs (run_id, worker) VALUES (${ctx.runId}, ${ctx.worker})`,
+    );
   }
   ctx.logger.info(ctx.dryRun ? 'dry run started: nothing will be changed' : 'run started');
   if (!spec.singleton) {

@@ -31,7 +31,8 @@ const LEVEL_ORDER: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 
  * Field names whose values are never written, whatever the level: keys, signatures, wallets,
  * tokens and passwords. The value is replaced by `[redacted]`.
  */
-const SECRET_FIELD = /(private|secret|password|passwd|mnemonic|signature|api_?key|token|wallet_json|credential)/i;
+const SECRET_FIELD =
+  /(private|secret|password|passwd|mnemonic|signature|api_?key|token|wallet_json|credential)/i;
 
 /** Replace secret-looking fields and make `bigint` and `Error` values serialisable. */
 export function sanitizeFields(fields: Fields): Fields {
@@ -74,7 +75,11 @@ export function createLogger(options: LoggerOptions, scope: Fields = {}): Logger
   const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
   const human = options.json
     ? undefined
-    : createConsola({ level: options.level === 'debug' ? 4 : 3, stdout: process.stderr, stderr: process.stderr });
+    : createConsola({
+        level: options.level === 'debug' ? 4 : 3,
+        stdout: process.stderr,
+        stderr: process.stderr,
+      });
 
   const emit = (level: Level, msg: string, fields: Fields = {}) => {
     if (LEVEL_ORDER[level] < minimum) {
@@ -115,9 +120,11 @@ function formatHumanFields(fields: Fields): string {
 export function createMemoryLogger(): Logger & { lines: Array<{ level: Level; msg: string } & Fields> } {
   const lines: Array<{ level: Level; msg: string } & Fields> = [];
   const make = (scope: Fields): Logger => {
-    const push = (level: Level) => (msg: string, fields: Fields = {}) => {
-      lines.push({ level, msg, ...sanitizeFields({ ...scope, ...fields }) });
-    };
+    const push =
+      (level: Level) =>
+      (msg: string, fields: Fields = {}) => {
+        lines.push({ level, msg, ...sanitizeFields({ ...scope, ...fields }) });
+      };
     return {
       debug: push('debug'),
       info: push('info'),
