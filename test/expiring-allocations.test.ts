@@ -43,7 +43,7 @@ interface Seed {
   chainInHours?: number;
 }
 
-/** A 64-hex allocation id derived from a readable label, as the chain's ids look. */
+/** Derives a 64-hex allocation id, shaped like the chain's ids, from a readable label. */
 function allocationId(label: string): string {
   return createHash('sha256').update(label).digest('hex');
 }

@@ -8,7 +8,7 @@ import { ConfigError } from '../core/errors.js';
 /**
  * delete-wallet-transactions (singleton): deletes team-wallet spending rows older than the
  * retention period. It deletes in batches, each its own short transaction with `lock_timeout`,
- * so a concurrent insert never waits for more than one batch. Rows still `reserved` (a
+ * so no lock it takes is held for longer than one batch. Rows still `reserved` (a
  * transaction in flight that the guard rails count) are kept whatever their age.
  */
 
@@ -17,7 +17,7 @@ export interface DeleteWalletTransactionsOptions {
   batchSize?: number | undefined;
 }
 
-/** Consecutive lock timeouts of one batch after which the run gives up and asks for attention. */
+/** Consecutive lock timeouts of one batch after which the run stops and needs attention (exit 4). */
 const MAX_LOCK_TIMEOUTS = 5;
 
 export function deleteWalletTransactions(options: DeleteWalletTransactionsOptions): WorkerSpec {
@@ -75,8 +75,15 @@ async function deleteInBatches(ctx: RunContext, cutoff: Date, batchSize: number,
     try {
       count = await deleteBatch(ctx.pool, cutoff, batchSize, lockTimeoutMs);
     } catch (error) {
-      if (!isLockTimeout(error) || ++lockTimeouts > MAX_LOCK_TIMEOUTS) {
+      if (!isLockTimeout(error)) {
         throw error;
+      }
+      if (++lockTimeouts > MAX_LOCK_TIMEOUTS) {
+        ctx.logger.error('delete stopped: lock_timeout hit repeatedly', { lock_timeout_ms: lockTimeoutMs });
+        ctx.attention.push(
+          `delete stopped after ${MAX_LOCK_TIMEOUTS} lock timeouts in a row; ${deleted} rows deleted`,
+        );
+        break;
       }
       ctx.logger.warn('delete batch hit lock_timeout; retrying', {
         lock_timeout_ms: lockTimeoutMs,
@@ -93,7 +100,7 @@ async function deleteInBatches(ctx: RunContext, cutoff: Date, batchSize: number,
   return deleted;
 }
 
-/** Deletes one batch in its own transaction; rows another transaction holds are left for later. */
+/** Deletes one batch in its own transaction; rows another transaction has locked are left for later. */
 async function deleteBatch(pool: DatabasePool, cutoff: Date, batchSize: number, lockTimeoutMs: number) {
   return pool.transaction(async (tx) => {
     await tx.query(sql.unsafe`SELECT set_config('lock_timeout', ${`${lockTimeoutMs}ms`}, true)`);

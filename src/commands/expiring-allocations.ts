@@ -18,7 +18,7 @@ import type { ShardersClient } from '../core/zus/sharders.js';
  * expiry instant, tightest window). Per batch of notices it re-reads each allocation's expiry
  * from the sharders (a user can extend it outside the platform), then writes the documents to
  * Elasticsearch in one bulk request with deterministic ids and create-only semantics, so a
- * repeated write answers 409 and counts as already sent. It records each notice's outcome.
+ * repeated write returns 409 and counts as already sent. It records each notice's outcome.
  */
 
 interface Notice {
@@ -158,8 +158,8 @@ const documentIdSql = sql.fragment`
 
 /**
  * Inserts the notices now due, one per (allocation, expiry, tightest window), skipping those
- * already queued or sent; then marks pending notices of a wider window for the same expiry as
- * superseded, so only the tightest window is sent.
+ * already queued or sent. Then it marks pending notices of a wider window for the same expiry
+ * as superseded, so only the tightest window is sent.
  */
 async function queueDueNotices(ctx: RunContext, windows: number[]): Promise<number> {
   return ctx.pool.transaction(async (tx) => {
@@ -210,7 +210,7 @@ async function rereadAllocations(notices: Notice[], sharders: ShardersClient) {
   return new Map(notices.map((notice, i) => [notice.id, results[i]]));
 }
 
-/** Why a notice is not sent after the chain was re-read, or undefined to send it. */
+/** Returns why a notice is not sent after the chain was re-read, or undefined to send it. */
 function skipReason(
   notice: Notice,
   chain: AllocationInfo,
@@ -268,7 +268,7 @@ async function sendNotices(
   }
 }
 
-/** The Elasticsearch document of one notice: the platform's notification service reads these fields. */
+/** Builds the Elasticsearch document of one notice; the platform's notification service reads these fields. */
 export function noticeDocument(notice: Notice, now: Date) {
   const days = daysLeft(notice.expiresAt, now);
   return {
@@ -292,7 +292,7 @@ export function expiryMessage(days: number): string {
   return days === 1 ? 'Your allocation expires in 1 day' : `Your allocation expires in ${days} days`;
 }
 
-/** Records the notice's outcome and what the chain says about the allocation. */
+/** Records the notice's outcome and the allocation's state as the chain reports it. */
 async function recordNotice(
   tx: DatabaseTransactionConnection,
   notice: Notice,

@@ -8,7 +8,7 @@ import { fetchStorageConfig, type StorageConfig } from '../core/zus/storage-conf
 
 /**
  * free-storage (singleton): reads the storage smart contract's config from the sharders (the
- * answer a majority agrees on), validates every field, and stores the typed fields the platform
+ * response a majority agrees on), validates every field, and stores the typed fields the platform
  * reads plus every field raw, with a history row of what changed. An invalid, disagreeing or
  * unreachable answer keeps the stored config and marks the run as needing attention (exit 4).
  */
@@ -55,7 +55,7 @@ async function run(ctx: RunContext): Promise<void> {
   });
 }
 
-/** The parsed config, or undefined after recording why the stored one is kept. */
+/** Fetches and parses the config; on failure records why the stored one is kept and returns undefined. */
 async function fetchConfig(ctx: RunContext, sharders: Awaited<ReturnType<typeof connectSharders>>) {
   try {
     return await fetchStorageConfig(sharders);
@@ -70,7 +70,7 @@ async function fetchConfig(ctx: RunContext, sharders: Awaited<ReturnType<typeof 
   }
 }
 
-/** The figures the platform reads, in display units, for dry-run output. */
+/** Returns the figures the platform reads, for dry-run output. */
 function platformFields(config: StorageConfig) {
   return {
     free_allocation_size_bytes: config.freeAllocationSizeBytes,

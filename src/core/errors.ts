@@ -23,7 +23,7 @@ export interface TaskErrorOptions {
   cause?: unknown;
 }
 
-/** A failure a later attempt may fix: timeouts, 5xx answers, refused connections, 429. */
+/** A failure a later attempt may fix: timeouts, 5xx responses, refused connections, 429. */
 export class TransientError extends Error {
   override name = 'TransientError';
   readonly dependency: string | undefined;

@@ -58,7 +58,7 @@ export function parseJsonLines(text: string): Array<Record<string, unknown>> {
     });
 }
 
-/** The run summary: the last JSON line. */
+/** Returns the run summary, which is the last JSON line. */
 export function summaryOf(result: CliResult): Record<string, unknown> {
   const last = result.lines.at(-1);
   if (last?.msg !== 'run summary') {

@@ -6,7 +6,7 @@ import type { QueueWorker } from '../../src/core/engine/cycle.js';
 import { StopController } from '../../src/core/engine/stop.js';
 import { createMemoryLogger } from '../../src/core/output/logger.js';
 
-/** A queue table with the engine's columns and one domain column, for engine tests. */
+/** Creates a queue table with the engine's columns and one domain column, and fills it with `rows` due rows. */
 export async function createTestQueue(pool: DatabasePool, table: string, rows: number, dependencies = 1) {
   await pool.query(sql.unsafe`
     CREATE TABLE ${sql.identifier([table])} (
@@ -34,7 +34,7 @@ export interface TestTask {
   dependency: string;
 }
 
-/** A worker over a test queue whose `execute` is supplied by the test. */
+/** Builds a worker over a test queue whose `execute` is supplied by the test. */
 export function testWorker(
   table: string,
   execute: (task: TestTask, ctx: RunContext) => Promise<string>,
@@ -60,7 +60,7 @@ export const TEST_RETRY: RetryPolicy = {
   cooldownFailures: 3,
 };
 
-/** A run context over `pool`, outside the CLI; timing is not checked here, so tests may use short leases. */
+/** Builds a run context over `pool`, outside the CLI. Timing is not checked here, so tests may use short leases. */
 export function testContext(
   pool: DatabasePool,
   overrides: Partial<RunContext> = {},

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
- * A storage-config `fields` map written for these tests: every value a string, as the chain
+ * Returns a storage-config `fields` map written for these tests: every value a string, as the chain
  * sends it, with amounts in ZCN. The values are this project's own, chosen to exercise each kind.
  */
 export function ownStorageConfigFields(): Record<string, string> {
@@ -38,7 +38,7 @@ export function ownStorageConfigFields(): Record<string, string> {
 }
 
 /**
- * The real storage-config answer in the reference-data folder named by ZUS_REFERENCE_DATA, or a
+ * Reads the real storage-config response in the reference-data folder named by ZUS_REFERENCE_DATA, or a
  * reason to skip when the variable is unset.
  */
 export function referenceStorageConfig(): { fields: Record<string, string> } | { skip: string } {

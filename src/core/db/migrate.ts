@@ -91,7 +91,7 @@ async function readApplied(pool: DatabasePool): Promise<AppliedMigration[] | und
 
 /**
  * Applies every pending migration to the database at `url`. It uses a plain pg client because a
- * migration file holds several statements, which slonik's extended-protocol queries reject.
+ * migration file contains several statements, which slonik's extended-protocol queries reject.
  * Returns the versions this call applied (empty when the schema was up to date).
  */
 export async function migrate(url: string, logger: Logger, migrations = loadMigrations()): Promise<number[]> {

@@ -26,7 +26,7 @@ export interface PoolOptions {
 }
 
 /**
- * Opens a slonik pool and checks that the server answers. An unreachable server or one out of
+ * Opens a slonik pool and checks that the server responds. An unreachable server or one out of
  * connections is a StartupError (exit 3), and its message names the host, never the password.
  */
 export async function openPool(url: string, options: PoolOptions = {}): Promise<DatabasePool> {

@@ -31,7 +31,7 @@ export interface RunContext {
   retry: RetryPolicy;
   stop: StopController;
   counters: RunCounters;
-  /** Reasons this run needs a person (exit 4): a guard rail, an invalid answer, a dead task. */
+  /** Reasons this run needs a person (exit 4): a guard rail, an invalid chain response, a dead task. */
   attention: string[];
   /** Worker-specific figures added to the summary (rows deleted, cutoff, notices written). */
   details: Fields;

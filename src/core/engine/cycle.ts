@@ -15,8 +15,7 @@ import {
 } from './queue-sql.js';
 
 /**
- * One cycle of a queue worker (claim -> execute with bounded concurrency -> record), as the
- * cycle contract says:
+ * One cycle of a queue worker (claim -> execute with bounded concurrency -> record):
  * - rows are claimed in chunks by one statement each, with a lease and attempts + 1;
  * - no database transaction is open while a task calls out;
  * - every outcome is written in a short transaction guarded by this run's id;
@@ -47,9 +46,9 @@ export interface QueueWorker<T extends { id: bigint }, R> {
   batchSize?: number;
   /** Writes the worker's own columns of a succeeded task, in the transaction that marks it. */
   recordSuccess?(tx: DatabaseTransactionConnection, task: T, result: R): Promise<void>;
-  /** What a task would do, for --dry-run; may make read-only calls. */
+  /** Describes what a task would do, for --dry-run; it may make read-only calls. */
   describe(task: T, ctx: RunContext): Promise<{ action: string; fields?: Fields }>;
-  /** What the producer step would add, for --dry-run; the due rows already queued are described after it. */
+  /** Adds what the producer step would queue to a dry run's plan; the engine then describes the rows already due. */
   preview?(ctx: RunContext): Promise<void>;
 }
 

@@ -74,7 +74,7 @@ const idState = z.object({
 });
 export type IdState = z.infer<typeof idState>;
 
-/** State of requested ids that a claim did not take, so the run can say why. */
+/** State of requested ids that a claim did not take, so the run can report why. */
 export async function readIdStates(
   db: CommonQueryMethods,
   tableName: string,

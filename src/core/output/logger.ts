@@ -19,7 +19,7 @@ export interface LoggerOptions {
   json: boolean;
   /** Lowest level written. */
   level: Level;
-  /** Where JSON lines go; standard output by default. */
+  /** Destination of JSON lines; standard output by default. */
   write?: (line: string) => void;
   /** Wraps each human line, so a spinner can clear itself before and redraw after. */
   aroundHumanLine?: (print: () => void) => void;
@@ -116,7 +116,7 @@ function formatHumanFields(fields: Fields): string {
     .join(' ');
 }
 
-/** A logger that keeps every line in memory, for tests and for callers that print later. */
+/** Creates a logger that keeps every line in memory, for tests and for callers that print later. */
 export function createMemoryLogger(): Logger & { lines: Array<{ level: Level; msg: string } & Fields> } {
   const lines: Array<{ level: Level; msg: string } & Fields> = [];
   const make = (scope: Fields): Logger => {

@@ -13,7 +13,7 @@ export interface RunSummary extends RunCounters {
   details: Fields;
 }
 
-/** The summary as one JSON object on a line, the last line of a JSON-mode run. */
+/** Formats the summary as one JSON object on a line, the last line of a JSON-mode run. */
 export function summaryJsonLine(summary: RunSummary): string {
   return toJson({
     level: summary.exit_code === 0 ? 'info' : 'warn',
@@ -25,7 +25,7 @@ export function summaryJsonLine(summary: RunSummary): string {
   });
 }
 
-/** The summary as a small table for a terminal. */
+/** Formats the summary as a small table for a terminal. */
 export function summaryTable(summary: RunSummary): string {
   const rows: Array<[string, string]> = [
     ['worker', summary.worker],
