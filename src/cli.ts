@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { WORKER_CATALOG } from './commands/catalog.js';
 import { type RuntimeIo, runWorker, type WorkerOptions, type WorkerSpec } from './core/engine/runtime.js';
 import { StopController } from './core/engine/stop.js';
 import { ConfigError, errorMessage, StartupError } from './core/errors.js';
@@ -24,25 +25,17 @@ Exit codes:
   70       internal error (a bug)
   130/143  interrupted by SIGINT/SIGTERM after draining`;
 
+/** How the CLI runs a worker of the catalog: its own options and the module that does the work. */
 interface WorkerCommand {
-  name: string;
-  summary: string;
-  schedule: string;
   addOptions?: (command: Command) => void;
   load: (options: Record<string, unknown>) => Promise<WorkerSpec>;
 }
 
-const WORKERS: WorkerCommand[] = [
-  {
-    name: 'expiring-allocations',
-    summary: 'writes one Elasticsearch notice per allocation expiring within a window (1, 3, 7 days)',
-    schedule: 'hourly',
+const WORKER_COMMANDS: Record<string, WorkerCommand> = {
+  'expiring-allocations': {
     load: async () => (await import('./commands/expiring-allocations.js')).expiringAllocations(),
   },
-  {
-    name: 'delete-wallet-transactions',
-    summary: 'deletes team-wallet spending rows older than the retention period',
-    schedule: 'daily',
+  'delete-wallet-transactions': {
     addOptions: (command) => {
       command
         .option(
@@ -62,13 +55,10 @@ const WORKERS: WorkerCommand[] = [
         batchSize: options.batchSize as number | undefined,
       }),
   },
-  {
-    name: 'free-storage',
-    summary: "stores the storage smart contract's config (free allocation size and shards, prices, charges)",
-    schedule: 'hourly',
+  'free-storage': {
     load: async () => (await import('./commands/free-storage.js')).freeStorage(),
   },
-];
+};
 
 function positiveInteger(text: string): number {
   if (!/^\d+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text))) {
@@ -121,11 +111,12 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     .configureOutput({ writeOut: io.writeOut, writeErr: io.writeErr })
     .exitOverride();
 
-  for (const worker of WORKERS) {
+  for (const entry of WORKER_CATALOG) {
+    const worker = WORKER_COMMANDS[entry.name] as WorkerCommand;
     const command = program
-      .command(worker.name)
-      .summary(`${worker.summary} [${worker.schedule}]`)
-      .description(`${worker.summary}.\nSuggested schedule: ${worker.schedule}.`)
+      .command(entry.name)
+      .summary(`${entry.summary} [${entry.schedule}]`)
+      .description(`${entry.summary}.\nSuggested schedule: ${entry.schedule}.`)
       .addHelpText('after', EXIT_CODES_HELP);
     addWorkerOptions(command);
     worker.addOptions?.(command);
@@ -152,6 +143,63 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
           io,
         ),
       );
+    });
+  program
+    .command('status')
+    .summary(
+      "prints each worker's due, in-progress, retrying and dead tasks and its last run [in an incident]",
+    )
+    .description(
+      "Prints, per worker, the queue's due, in-progress, retrying and dead counts, the age of the oldest due task, and the last real run's summary and exit code. Reads only.",
+    )
+    .option('--json', 'one JSON object (the default off a terminal)')
+    .option('--embedded', 'read the embedded PostgreSQL in ZBOX_DATA_DIR instead of DATABASE_URL')
+    .action(async (options: { json?: boolean; embedded?: boolean }) => {
+      const { runStatus } = await import('./commands/status.js');
+      setExitCode(
+        await runStatus(
+          { json: options.json === true || !io.isTty, embedded: options.embedded === true },
+          io,
+        ),
+      );
+    });
+
+  program
+    .command('requeue <worker>')
+    .summary('moves dead tasks of a queue worker back to pending with attempts reset [in an incident]')
+    .description('Moves dead tasks back to pending, due now, with attempts reset, and lists what it moved.')
+    .option('--id <id>', 'this dead task (repeatable)', taskId)
+    .option('--all-dead', 'every dead task of the worker')
+    .option('--dry-run', 'list what would be moved; change nothing')
+    .option('--json', 'one JSON object per line (the default off a terminal)')
+    .option('--embedded', 'use the embedded PostgreSQL in ZBOX_DATA_DIR instead of DATABASE_URL')
+    .action(async (worker: string, options: Record<string, unknown>) => {
+      const { runRequeue } = await import('./commands/requeue.js');
+      setExitCode(
+        await runRequeue(
+          {
+            worker,
+            ids: options.id as bigint[] | undefined,
+            allDead: options.allDead === true,
+            dryRun: options.dryRun === true,
+            json: options.json === true || !io.isTty,
+            embedded: options.embedded === true,
+          },
+          io,
+        ),
+      );
+    });
+
+  program
+    .command('wallet')
+    .summary("prints the team wallet's client id, public key, balance and next nonce [by hand]")
+    .description(
+      "Prints the team wallet's client id, public key, balance in ZCN and SAS, and the next nonce. Reads ZBOX_TEAM_WALLET; prints nothing secret.",
+    )
+    .option('--json', 'one JSON object (the default off a terminal)')
+    .action(async (options: { json?: boolean }) => {
+      const { runWallet } = await import('./commands/wallet.js');
+      setExitCode(await runWallet({ json: options.json === true || !io.isTty }, io));
     });
   return program;
 }

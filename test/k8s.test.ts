@@ -32,7 +32,7 @@ const SECRET = 'zbox-workers-secrets';
 const CONTAINER = 'worker';
 
 /** Commands that are not workers and get no CronJob: the operations commands and commander's help. */
-const NON_WORKER_COMMANDS = new Set(['migrate', 'status', 'doctor', 'requeue', 'demo', 'help']);
+const NON_WORKER_COMMANDS = new Set(['migrate', 'status', 'doctor', 'requeue', 'demo', 'wallet', 'help']);
 
 /** Container variables that are not part of the CLI's configuration schema. */
 const NON_SCHEMA_VARIABLES = new Set(['TMPDIR']);

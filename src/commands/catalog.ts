@@ -1,0 +1,35 @@
+/**
+ * The workers this binary has: their help line, suggested schedule and, for queue workers, the
+ * table that holds their tasks. `status` and `requeue` read it; the CLI registers one command
+ * per entry.
+ */
+export interface WorkerEntry {
+  name: string;
+  summary: string;
+  schedule: string;
+  /** Queue table with the engine's columns; undefined for singleton workers. */
+  queueTable?: string;
+}
+
+export const WORKER_CATALOG: readonly WorkerEntry[] = [
+  {
+    name: 'expiring-allocations',
+    summary: 'writes one Elasticsearch notice per allocation expiring within a window (1, 3, 7 days)',
+    schedule: 'hourly',
+    queueTable: 'allocation_expiry_notices',
+  },
+  {
+    name: 'delete-wallet-transactions',
+    summary: 'deletes team-wallet spending rows older than the retention period',
+    schedule: 'daily',
+  },
+  {
+    name: 'free-storage',
+    summary: "stores the storage smart contract's config (free allocation size and shards, prices, charges)",
+    schedule: 'hourly',
+  },
+];
+
+export function findWorker(name: string): WorkerEntry | undefined {
+  return WORKER_CATALOG.find((entry) => entry.name === name);
+}
