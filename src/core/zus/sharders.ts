@@ -112,6 +112,35 @@ export class ShardersClient {
     return winner.body;
   }
 
+  /**
+   * Sends `GET <sharder><path>` to every sharder, waits for all of them (each within the timeout)
+   * and returns the JSON bodies of the 2xx responses, for reads whose answers legitimately differ
+   * between sharders (the latest finalized block). The caller decides how to combine them.
+   */
+  async getFromEach(
+    path: string,
+    query: Record<string, string> = {},
+  ): Promise<Array<{ sharder: string; body: unknown }>> {
+    const resource = buildResource(path, query);
+    const never = new AbortController();
+    const outcomes = await Promise.all(
+      this.sharders.map((sharder) => this.askOne(sharder, resource, {}, never.signal)),
+    );
+    const bodies: Array<{ sharder: string; body: unknown }> = [];
+    for (const outcome of outcomes) {
+      if (outcome.kind === 'response') {
+        bodies.push({ sharder: outcome.sharder, body: outcome.body });
+      } else if (outcome.kind === 'failed') {
+        this.logger.debug('sharder read failed', {
+          sharder: outcome.sharder,
+          resource,
+          reason: outcome.reason,
+        });
+      }
+    }
+    return bodies;
+  }
+
   /** Asks every sharder and resolves once some response reaches the share or every sharder has finished. */
   private askAll(resource: string, options: GetJsonOptions): Promise<SharderOutcome[]> {
     const stopAll = new AbortController();
