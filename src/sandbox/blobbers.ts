@@ -9,7 +9,7 @@
  * - Ticket of an unbound blobber (before the chain's "hermes" fork): the blobber's signature over
  *   the 32 raw bytes of the hex client id. Ticket of a round-bound blobber: its signature over
  *   sha3_256_hex("<client_id>_<round>"), and `round` is required (400 `missing_round`).
- * - Answer: 200 `{"auth_ticket":"<hex>"}` with a trailing newline, as Go's json.Encoder writes it.
+ * - Response: 200 `{"auth_ticket":"<hex>"}` with a trailing newline, as Go's json.Encoder writes it.
  *
  * The signing and verifying code here is separate from the client's (raw bls-wasm and node:crypto
  * calls), so a client that signs the wrong bytes is rejected. Listens on 127.0.0.1 only.
@@ -168,7 +168,7 @@ export async function createSandboxOperator(scheme: SignatureScheme = 'bls0chain
 // ---------------------------------------------------------------------------------------------
 
 /**
- * What a fake blobber does with the next requests:
+ * Behaviour of a fake blobber for the next requests:
  * - `ok`: responds as the real blobber does;
  * - `down`: stops listening, so connections are refused;
  * - `slow`: responds correctly after `slowMs`;

@@ -41,6 +41,11 @@ export interface KeyPair {
   readonly clientId: string;
   /** Signs the 32 raw bytes of a 64-character hex hash and returns the signature in hex. */
   sign(hashHex: string): string;
+  /**
+   * Signs arbitrary bytes as they are, without hashing them first, and returns the signature in
+   * hex. Blobbers check the `Zbox-Signature` header this way, over the public-key text itself.
+   */
+  signMessage(message: Uint8Array): string;
 }
 
 /**
@@ -176,6 +181,7 @@ function makeKeyPair(
     publicKey,
     clientId: clientIdOf(publicKey),
     sign: (hashHex: string) => signBytes(hashBytes(hashHex)),
+    signMessage: (message: Uint8Array) => signBytes(message),
   };
   Object.defineProperties(keyPair, {
     toJSON: { value: () => ({ scheme, publicKey, clientId: keyPair.clientId }) },

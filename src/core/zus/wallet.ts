@@ -38,6 +38,11 @@ export class Wallet {
     return this.#keyPair.sign(hashHex);
   }
 
+  /** Signs arbitrary bytes as they are (no hash first); see KeyPair.signMessage. */
+  signMessage(message: Uint8Array): string {
+    return this.#keyPair.signMessage(message);
+  }
+
   toJSON(): { clientId: string; publicKey: string; scheme: SignatureScheme } {
     return { clientId: this.clientId, publicKey: this.publicKey, scheme: this.scheme };
   }
