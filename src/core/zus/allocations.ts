@@ -117,3 +117,32 @@ export function isAllocationNotFound(status: number, body: unknown): boolean {
     typeof error === 'string' && (error.includes('record not found') || error.includes('value not present'))
   );
 }
+
+/** The chain returns at most this many allocations per page of `allocations?client=`. */
+const OWNER_PAGE = 20;
+
+/** Reads every allocation an owner has, page by page until a short page, as the Go SDK does. */
+export async function fetchAllocationsByOwner(
+  client: ShardersClient,
+  ownerId: string,
+): Promise<AllocationInfo[]> {
+  const allocations: AllocationInfo[] = [];
+  for (let offset = 0; ; offset += OWNER_PAGE) {
+    const body = await client.getJson(
+      storageScPath('allocations'),
+      { client: ownerId, limit: String(OWNER_PAGE), offset: String(offset) },
+      { compareBy: (answer) => (Array.isArray(answer) ? answer.map(compareAllocation) : answer) },
+    );
+    const page = z.array(allocationResponseSchema).safeParse(body ?? []);
+    if (!page.success) {
+      throw new TransientError(
+        `sharders returned an invalid allocation list for owner ${ownerId}: ${shortenBody(JSON.stringify(body) ?? '')}`,
+        { dependency: 'sharders' },
+      );
+    }
+    allocations.push(...page.data.map(toAllocationInfo));
+    if (page.data.length < OWNER_PAGE) {
+      return allocations;
+    }
+  }
+}
