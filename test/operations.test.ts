@@ -61,7 +61,7 @@ test('status counts each queue state', async () => {
   assert.ok(Number(queue.oldest_due_seconds) >= 89, `oldest due ${queue.oldest_due_seconds}`);
   const freeStorage = byWorker.get('free-storage');
   assert.equal(freeStorage?.queue, undefined, 'a singleton has no queue');
-  assert.equal((freeStorage?.last_run as Record<string, unknown>).exit_code, 4);
+  assert.equal((freeStorage?.last_run as Record<string, unknown> | undefined)?.exit_code, 4);
   assert.equal(byWorker.get('delete-wallet-transactions')?.last_run, null);
 });
 

@@ -29,7 +29,10 @@ test('wallet prints identity, balance and next nonce only', async () => {
   const file = join(folder, 'wallet.json');
   writeFileSync(file, JSON.stringify({ mnemonics: mnemonic, version: '1.0' }));
 
-  const result = await runCli(['wallet', '--json'], { ZBOX_TEAM_WALLET: file, ZUS_SHARDERS: network.sharderUrls.join(',') });
+  const result = await runCli(['wallet', '--json'], {
+    ZBOX_TEAM_WALLET: file,
+    ZUS_SHARDERS: network.sharderUrls.join(','),
+  });
   assert.equal(result.code, 0, result.stderr);
   const report = result.lines.at(-1) ?? {};
   assert.equal(report.client_id, wallet.clientId);
@@ -40,7 +43,10 @@ test('wallet prints identity, balance and next nonce only', async () => {
   const output = result.stdout + result.stderr;
   const words = mnemonic.split(' ');
   for (let index = 0; index + 1 < words.length; index++) {
-    assert.ok(!output.includes(`${words[index]} ${words[index + 1]}`), 'no two mnemonic words in a row are printed');
+    assert.ok(
+      !output.includes(`${words[index]} ${words[index + 1]}`),
+      'no two mnemonic words in a row are printed',
+    );
   }
 });
 
@@ -53,7 +59,10 @@ test('wallet without ZBOX_TEAM_WALLET exits 2', async () => {
 test('wallet file that is not JSON exits 2', async () => {
   const file = join(folder, 'broken.json');
   writeFileSync(file, 'this is not json');
-  const result = await runCli(['wallet', '--json'], { ZBOX_TEAM_WALLET: file, ZUS_SHARDERS: network.sharderUrls.join(',') });
+  const result = await runCli(['wallet', '--json'], {
+    ZBOX_TEAM_WALLET: file,
+    ZUS_SHARDERS: network.sharderUrls.join(','),
+  });
   assert.equal(result.code, 2);
   assert.match(result.stderr, /ZBOX_TEAM_WALLET: .*not valid JSON/);
 });
