@@ -32,6 +32,9 @@ interface WorkerCommand {
 }
 
 const WORKER_COMMANDS: Record<string, WorkerCommand> = {
+  'authorized-blobbers': {
+    load: async () => (await import('./commands/authorized-blobbers.js')).authorizedBlobbers(),
+  },
   'expiring-allocations': {
     load: async () => (await import('./commands/expiring-allocations.js')).expiringAllocations(),
   },

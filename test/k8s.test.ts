@@ -41,7 +41,11 @@ const NON_SCHEMA_VARIABLES = new Set(['TMPDIR']);
  * Configuration each worker cannot run without, besides DATABASE_URL. Each inner list is a set
  * of alternatives, of which at least one must be set.
  */
+/** Secret variables that may hold a path to a wallet file mounted from the Secret instead of the value. */
+const WALLET_FILE_VARIABLES = new Set(['ZBOX_TEAM_WALLET', 'ZBOX_OPERATOR_WALLET']);
+
 const REQUIRED_CONFIG: Record<string, string[][]> = {
+  'authorized-blobbers': [['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS'], ['ZBOX_OPERATOR_WALLET']],
   'expiring-allocations': [['ELASTICSEARCH_URL'], ['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS']],
   'delete-wallet-transactions': [],
   'free-storage': [['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS']],
@@ -641,9 +645,27 @@ const INVARIANTS: Invariant[] = [
     check: (workload, resources) => {
       const environment = plainEnvironment(workload.container, resources);
       for (const [name, spec] of Object.entries(VARIABLES)) {
-        if ('secret' in spec && spec.secret) {
-          assert.equal(environment[name], undefined, `${workload.label}: ${name} has a plain value`);
+        if (!('secret' in spec && spec.secret)) {
+          continue;
         }
+        const value = environment[name];
+        if (value !== undefined && WALLET_FILE_VARIABLES.has(name)) {
+          // A wallet variable may name a file of a Secret volume mounted read-only.
+          const mount = workload.container.volumeMounts?.find((item) =>
+            value.startsWith(`${item.mountPath}/`),
+          );
+          const volume = workload.pod.volumes?.find((item) => item.name === mount?.name) as
+            | { secret?: { secretName?: string } }
+            | undefined;
+          assert.equal(mount?.readOnly, true, `${workload.label}: ${name} must point into a read-only mount`);
+          assert.equal(
+            volume?.secret?.secretName,
+            SECRET,
+            `${workload.label}: ${name} must point into the Secret`,
+          );
+          continue;
+        }
+        assert.equal(value, undefined, `${workload.label}: ${name} has a plain value`);
       }
     },
   },

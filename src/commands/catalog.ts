@@ -13,6 +13,12 @@ export interface WorkerEntry {
 
 export const WORKER_CATALOG: readonly WorkerEntry[] = [
   {
+    name: 'authorized-blobbers',
+    summary: 'obtains auth tickets from restricted blobbers for the clients that need them, with cooldown',
+    schedule: 'every 10 min',
+    queueTable: 'restricted_blobber_tickets',
+  },
+  {
     name: 'expiring-allocations',
     summary: 'writes one Elasticsearch notice per allocation expiring within a window (1, 3, 7 days)',
     schedule: 'hourly',

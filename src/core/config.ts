@@ -185,6 +185,52 @@ export const VARIABLES = {
     shownDefault: '60',
     fix: 'set it to whole seconds of at least 0',
   }),
+  ZBOX_OPERATOR_WALLET: variable({
+    schema: z.string().min(1),
+    meaning:
+      '0Box operator wallet whose key blobbers trust (`0box.public_key`); signs the Zbox-Signature header: a path to the wallet JSON, or the JSON itself',
+    secret: true,
+    fix: 'mount the 0Box operator wallet secret and set the variable to its path, or set it to the wallet JSON',
+  }),
+  ZBOX_BLOBBER_ALLOW_PRIVATE_ADDRESSES: variable({
+    schema: z
+      .enum(['true', 'false'], { error: 'must be true or false' })
+      .transform((value) => value === 'true'),
+    meaning:
+      'lets blobber URLs resolve to loopback and private addresses; only for tests and the local demo (logged at start)',
+    shownDefault: 'false',
+    fix: 'set it to false in production, or true for a local demo',
+  }),
+  ZBOX_BLOBBER_TIMEOUT_MS: variable({
+    schema: positiveInt(600_000),
+    meaning: 'timeout of one request to a blobber, in milliseconds',
+    shownDefault: '15000',
+    fix: 'set it to whole milliseconds of at least 1',
+  }),
+  ZBOX_AUTH_TICKET_MODE: variable({
+    schema: z.enum(['round', 'unbound'], { error: 'must be round or unbound' }),
+    meaning: 'round: tickets bound to an auth_round_expiry (current chains); unbound: the older tickets',
+    shownDefault: 'round',
+    fix: 'set it to round or unbound',
+  }),
+  ZBOX_AUTH_TICKET_HORIZON_ROUNDS: variable({
+    schema: positiveInt(1_000_000_000),
+    meaning: 'rounds ahead of the current round a new ticket is bound to (before rounding up to the epoch)',
+    shownDefault: '200000',
+    fix: 'set it to a whole number of rounds',
+  }),
+  ZBOX_AUTH_TICKET_EPOCH_ROUNDS: variable({
+    schema: positiveInt(1_000_000_000),
+    meaning: 'ticket rounds are rounded up to a multiple of this, so tickets fetched apart share a round',
+    shownDefault: '50000',
+    fix: 'set it to a whole number of rounds',
+  }),
+  ZBOX_AUTH_TICKET_REFRESH_ROUNDS: variable({
+    schema: positiveInt(1_000_000_000),
+    meaning: 'a ticket whose round is within this many rounds of the current round is fetched again',
+    shownDefault: '50000',
+    fix: 'set it to a whole number of rounds, below ZBOX_AUTH_TICKET_HORIZON_ROUNDS',
+  }),
   ELASTICSEARCH_URL: variable({
     schema: httpUrl,
     meaning: 'Elasticsearch node URL for expiry notifications',
@@ -244,6 +290,12 @@ const DEFAULTS: Partial<Record<VariableName, string>> = {
   ZUS_TXN_TIMEOUT_SECONDS: '600',
   ZUS_FUTURE_NONCE: '10',
   ZUS_EXPIRY_MARGIN_SECONDS: '60',
+  ZBOX_BLOBBER_ALLOW_PRIVATE_ADDRESSES: 'false',
+  ZBOX_BLOBBER_TIMEOUT_MS: '15000',
+  ZBOX_AUTH_TICKET_MODE: 'round',
+  ZBOX_AUTH_TICKET_HORIZON_ROUNDS: '200000',
+  ZBOX_AUTH_TICKET_EPOCH_ROUNDS: '50000',
+  ZBOX_AUTH_TICKET_REFRESH_ROUNDS: '50000',
   ZBOX_EXPIRY_INDEX: 'zbox-notifications',
   ZBOX_EXPIRY_WINDOWS_DAYS: '1,3,7',
   ZBOX_LOG_LEVEL: 'info',

@@ -44,6 +44,8 @@ export interface QueueWorker<T extends { id: bigint }, R> {
   executeBatch?(tasks: T[], ctx: RunContext): Promise<Map<bigint, Outcome<R>>>;
   /** Tasks handed to one `executeBatch` call. */
   batchSize?: number;
+  /** Consecutive transient failures of one dependency that stop calls to it in this run; default ZBOX_COOLDOWN_FAILURES. */
+  cooldownAfterFailures?: number;
   /** Writes the worker's own columns of a succeeded task, in the transaction that marks it. */
   recordSuccess?(tx: DatabaseTransactionConnection, task: T, result: R): Promise<void>;
   /** Describes what a task would do, for --dry-run; it may make read-only calls. */
@@ -296,7 +298,8 @@ class Cycle<T extends { id: bigint }, R> {
   #noteFailure(dependency: string): void {
     const failures = (this.#failures.get(dependency) ?? 0) + 1;
     this.#failures.set(dependency, failures);
-    if (failures >= this.ctx.retry.cooldownFailures && !this.#cooled.has(dependency)) {
+    const limit = this.worker.cooldownAfterFailures ?? this.ctx.retry.cooldownFailures;
+    if (failures >= limit && !this.#cooled.has(dependency)) {
       this.#cooled.add(dependency);
       this.ctx.logger.warn('dependency cooling down: no more calls to it in this run', {
         dependency,
