@@ -291,3 +291,48 @@ test('stop releases unstarted claims and lets in-flight tasks finish', async () 
   assert.equal(states.pending_unspent, 48n);
   assert.equal(states.succeeded, 2n);
 });
+
+test('halt releases the task and starts no other', async () => {
+  const table = 'queue_halt';
+  await createTestQueue(pool, table, 10);
+  const { HaltError } = await import('../src/core/errors.js');
+  const ctx = testContext(pool, { concurrency: 1 });
+  let calls = 0;
+  await runQueueCycle(
+    testWorker(table, async () => {
+      calls += 1;
+      if (calls === 3) {
+        throw new HaltError('daily spend cap of 100 ZCN reached (99.5 spent, 1 more needed)');
+      }
+      return 'ok';
+    }),
+    ctx,
+  );
+  assert.equal(calls, 3, 'no task started after the halt');
+  assert.equal(ctx.counters.succeeded, 2);
+  assert.equal(ctx.counters.skipped, 8, 'the halted task and the unstarted ones were released');
+  assert.deepEqual(ctx.attention, ['daily spend cap of 100 ZCN reached (99.5 spent, 1 more needed)']);
+  const unspent = await pool.oneFirst(
+    sql.unsafe`SELECT count(*) FROM ${sql.identifier([table])} WHERE status = 'pending' AND attempts = 0`,
+  );
+  assert.equal(unspent, 8n);
+});
+
+test('task with a transaction in flight never dies on attempts', async () => {
+  const table = 'queue_in_flight';
+  await createTestQueue(pool, table, 1);
+  await pool.query(sql.unsafe`UPDATE ${sql.identifier([table])} SET max_attempts = 1`);
+  const ctx = testContext(pool);
+  await runQueueCycle(
+    testWorker(table, async () => {
+      throw new TransientError('transaction not confirmed yet', { inFlight: true });
+    }),
+    ctx,
+  );
+  const row = await pool.one(
+    sql.type(z.object({ status: z.string(), attempts: z.number() }))`
+      SELECT status, attempts FROM ${sql.identifier([table])}`,
+  );
+  assert.equal(row.status, 'pending', 'not dead although its one attempt is used');
+  assert.equal(row.attempts, 1);
+});

@@ -20,6 +20,11 @@ export class StartupError extends Error {
 export interface TaskErrorOptions {
   /** Name of the external dependency that failed (for example `sharders`, `elasticsearch`, a blobber id). */
   dependency?: string;
+  /**
+   * A signed transaction of this task may still apply. The task then stays pending however many
+   * attempts it used, until the chain says the transaction applied, failed or can never apply.
+   */
+  inFlight?: boolean;
   cause?: unknown;
 }
 
@@ -27,11 +32,22 @@ export interface TaskErrorOptions {
 export class TransientError extends Error {
   override name = 'TransientError';
   readonly dependency: string | undefined;
+  readonly inFlight: boolean;
 
   constructor(message: string, options: TaskErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.dependency = options.dependency;
+    this.inFlight = options.inFlight === true;
   }
+}
+
+/**
+ * Stops the run's work: a guard rail was breached or the team wallet is too low. The task is
+ * given back without spending an attempt, no further task starts, and the run exits 4 with this
+ * message, which carries the figures.
+ */
+export class HaltError extends Error {
+  override name = 'HaltError';
 }
 
 /** A failure no retry fixes: invalid input, a rejected request. The task goes `dead` with this reason. */

@@ -1,5 +1,5 @@
 import type { DatabaseTransactionConnection } from 'slonik';
-import { errorMessage, PermanentError, TransientError } from '../errors.js';
+import { errorMessage, HaltError, PermanentError, TransientError } from '../errors.js';
 import type { Fields } from '../output/logger.js';
 import { backoffSeconds } from './backoff.js';
 import type { RunContext } from './context.js';
@@ -26,8 +26,10 @@ import {
 
 export type Outcome<R> =
   | { kind: 'succeeded'; result: R }
-  | { kind: 'retry'; error: string; dependency?: string | undefined }
-  | { kind: 'dead'; reason: string };
+  | { kind: 'retry'; error: string; dependency?: string | undefined; inFlight?: boolean }
+  | { kind: 'dead'; reason: string }
+  /** Give the task back without an attempt and start no further task (a guard rail). */
+  | { kind: 'halt'; reason: string };
 
 export interface QueueWorker<T extends { id: bigint }, R> {
   name: string;
@@ -99,6 +101,8 @@ class Cycle<T extends { id: bigint }, R> {
   #claimedTotal = 0;
   #exhausted = false;
   #refill: Promise<void> | undefined;
+  /** Reason the run stopped starting tasks after a halt outcome. */
+  #halted: string | undefined;
 
   constructor(
     readonly worker: QueueWorker<T, R>,
@@ -127,7 +131,7 @@ class Cycle<T extends { id: bigint }, R> {
 
   async #runner(): Promise<void> {
     const size = this.worker.executeBatch === undefined ? 1 : (this.worker.batchSize ?? 100);
-    while (!this.ctx.stop.stopping) {
+    while (!this.ctx.stop.stopping && this.#halted === undefined) {
       const tasks = await this.#take(size);
       if (tasks.length === 0) {
         return;
@@ -139,7 +143,7 @@ class Cycle<T extends { id: bigint }, R> {
   /** Next tasks to start, claiming more when the local queue is empty. Skips cooled dependencies. */
   async #take(size: number): Promise<T[]> {
     const taken: T[] = [];
-    while (taken.length < size && !this.ctx.stop.stopping) {
+    while (taken.length < size && !this.ctx.stop.stopping && this.#halted === undefined) {
       if (this.#queue.length === 0) {
         if (this.#exhausted || taken.length > 0) {
           break;
@@ -247,6 +251,8 @@ class Cycle<T extends { id: bigint }, R> {
       });
       this.#count(log, mine, 'succeeded');
       this.#noteSuccess(worker.dependencyOf(task));
+    } else if (outcome.kind === 'halt') {
+      await this.#halt(task, outcome.reason);
     } else if (outcome.kind === 'dead') {
       const mine = await markDead(ctx.pool, worker.table, task.id, ctx.runId, outcome.reason);
       this.#count(log, mine, 'dead', { reason: outcome.reason });
@@ -260,6 +266,7 @@ class Cycle<T extends { id: bigint }, R> {
         ctx.runId,
         outcome.error,
         delay,
+        { keepAlive: outcome.inFlight === true },
       );
       this.#count(log, status !== undefined, status === 'dead' ? 'dead' : 'retried', {
         error: outcome.error,
@@ -287,6 +294,17 @@ class Cycle<T extends { id: bigint }, R> {
       log.debug(message, fields);
     } else {
       log.warn(message, fields);
+    }
+  }
+
+  /** Gives the task back unspent, stops starting tasks and records why, once. */
+  async #halt(task: T, reason: string): Promise<void> {
+    const released = await releaseRows(this.ctx.pool, this.worker.table, [task.id], this.ctx.runId, 0);
+    this.ctx.counters.skipped += released;
+    if (this.#halted === undefined) {
+      this.#halted = reason;
+      this.ctx.attention.push(reason);
+      this.ctx.logger.warn('run halted: no further task starts', { reason });
     }
   }
 
@@ -365,7 +383,10 @@ export function outcomeOfError<R>(error: unknown): Outcome<R> {
     return { kind: 'dead', reason: error.message };
   }
   if (error instanceof TransientError) {
-    return { kind: 'retry', error: error.message, dependency: error.dependency };
+    return { kind: 'retry', error: error.message, dependency: error.dependency, inFlight: error.inFlight };
+  }
+  if (error instanceof HaltError) {
+    return { kind: 'halt', reason: error.message };
   }
   return { kind: 'retry', error: `unexpected error: ${errorMessage(error)}` };
 }

@@ -101,7 +101,8 @@ export async function markSucceeded(db: CommonQueryMethods, tableName: string, i
 
 /**
  * Records a transient failure: back to pending after `delaySeconds`, or dead when the row has
- * used all its attempts. Returns the new status, or undefined when the row is no longer this run's.
+ * used all its attempts, unless `keepAlive` says a signed transaction of the task may still
+ * apply. Returns the new status, or undefined when the row is no longer this run's.
  */
 export async function markFailedTransient(
   db: CommonQueryMethods,
@@ -110,15 +111,17 @@ export async function markFailedTransient(
   runId: string,
   error: string,
   delaySeconds: number,
+  options: { keepAlive?: boolean } = {},
 ): Promise<'pending' | 'dead' | undefined> {
+  const exhausted = options.keepAlive === true ? sql.fragment`FALSE` : sql.fragment`attempts >= max_attempts`;
   const status = await db.maybeOneFirst(sql.unsafe`
     UPDATE ${table(tableName)}
-    SET status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'pending' END,
-        last_error = CASE WHEN attempts >= max_attempts
+    SET status = CASE WHEN ${exhausted} THEN 'dead' ELSE 'pending' END,
+        last_error = CASE WHEN ${exhausted}
           THEN 'attempts exhausted (' || attempts || ' of ' || max_attempts || '): ' || ${error}
           ELSE ${error} END,
         next_attempt_at = now() + make_interval(secs => ${delaySeconds}),
-        completed_at = CASE WHEN attempts >= max_attempts THEN now() END,
+        completed_at = CASE WHEN ${exhausted} THEN now() END,
         locked_by = NULL, locked_until = NULL, updated_at = now()
     WHERE id = ${id} AND locked_by = ${runId}
     RETURNING status`);
