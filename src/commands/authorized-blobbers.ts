@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { requestAuthTicket } from '../core/blobber/auth-ticket.js';
+import { readTicketSettings, type TicketSettings, ticketRoundFor } from '../core/blobber/ticket-rounds.js';
 import { createGuardedFetch, type GuardedFetch } from '../core/blobber/url-guard.js';
 import { requireVariable } from '../core/config.js';
 import {
@@ -12,7 +13,6 @@ import {
   blobbersToRefresh,
   deferTicketsOfBlobber,
   markTicketsNotNeeded,
-  sharedTicketRound,
   skipTicketsOfBlobber,
   storeTicket,
 } from '../core/db/queries/blobber-tickets.js';
@@ -43,13 +43,6 @@ interface TicketTask {
   blobberUrl: string;
 }
 
-interface TicketSettings {
-  roundBound: boolean;
-  horizonRounds: number;
-  epochRounds: number;
-  refreshRounds: number;
-}
-
 /** Rows of an unusable blobber are looked at again after this long. */
 const SKIPPED_BLOBBER_DELAY_SECONDS = 3600;
 
@@ -58,7 +51,7 @@ export function authorizedBlobbers(): WorkerSpec {
 }
 
 async function run(ctx: RunContext): Promise<void> {
-  const settings = readSettings(ctx);
+  const settings = readTicketSettings(ctx.env);
   const allowPrivateAddresses = requireVariable(ctx.env, 'ZBOX_BLOBBER_ALLOW_PRIVATE_ADDRESSES');
   if (allowPrivateAddresses) {
     ctx.logger.warn('blobber URL guard allows loopback and private addresses (tests and local demo only)');
@@ -80,15 +73,6 @@ async function run(ctx: RunContext): Promise<void> {
   } finally {
     fetch.close();
   }
-}
-
-function readSettings(ctx: RunContext): TicketSettings {
-  return {
-    roundBound: requireVariable(ctx.env, 'ZBOX_AUTH_TICKET_MODE') === 'round',
-    horizonRounds: requireVariable(ctx.env, 'ZBOX_AUTH_TICKET_HORIZON_ROUNDS'),
-    epochRounds: requireVariable(ctx.env, 'ZBOX_AUTH_TICKET_EPOCH_ROUNDS'),
-    refreshRounds: requireVariable(ctx.env, 'ZBOX_AUTH_TICKET_REFRESH_ROUNDS'),
-  };
 }
 
 function ticketWorker(deps: {
@@ -114,7 +98,7 @@ function ticketWorker(deps: {
 
     execute: async (task, ctx) => {
       const ticketRound =
-        round === undefined ? undefined : await roundFor(ctx, task.clientId, round, settings);
+        round === undefined ? undefined : await ticketRoundFor(ctx.pool, task.clientId, round, settings);
       try {
         const ticket = await requestAuthTicket({
           fetch: deps.fetch,
@@ -141,7 +125,7 @@ function ticketWorker(deps: {
 
     describe: async (task, ctx) => {
       const ticketRound =
-        round === undefined ? undefined : await roundFor(ctx, task.clientId, round, settings);
+        round === undefined ? undefined : await ticketRoundFor(ctx.pool, task.clientId, round, settings);
       return {
         action: `request a ticket for client ${task.clientId} from blobber ${task.blobberId} at ${task.blobberUrl}`,
         fields: { blobber_id: task.blobberId, client_id: task.clientId, round: ticketRound },
@@ -237,24 +221,6 @@ function skipReason(info: BlobberInfo | undefined): string | undefined {
     return 'blobber is not available';
   }
   return undefined;
-}
-
-/**
- * Picks the round a ticket is bound to. It is the owner's existing round when one of its tickets
- * is still good beyond the refresh margin. Otherwise it is the current round plus the horizon,
- * rounded up to the epoch, so that tickets fetched at different times for one owner share it.
- */
-async function roundFor(
-  ctx: RunContext,
-  clientId: string,
-  round: number,
-  settings: TicketSettings,
-): Promise<number> {
-  const shared = await sharedTicketRound(ctx.pool, clientId, round + settings.refreshRounds);
-  if (shared !== undefined) {
-    return shared;
-  }
-  return Math.ceil((round + settings.horizonRounds) / settings.epochRounds) * settings.epochRounds;
 }
 
 async function coolDownBlobber(ctx: RunContext, blobberId: string, error: string): Promise<void> {
