@@ -32,6 +32,12 @@ interface WorkerCommand {
 }
 
 const WORKER_COMMANDS: Record<string, WorkerCommand> = {
+  'create-allocation': {
+    load: async () => (await import('./commands/create-allocation.js')).createAllocation(),
+  },
+  'funding-zbox': {
+    load: async () => (await import('./commands/funding-zbox.js')).fundingZbox(),
+  },
   'authorized-blobbers': {
     load: async () => (await import('./commands/authorized-blobbers.js')).authorizedBlobbers(),
   },

@@ -13,10 +13,22 @@ export interface WorkerEntry {
 
 export const WORKER_CATALOG: readonly WorkerEntry[] = [
   {
+    name: 'create-allocation',
+    summary: 'creates or upgrades the allocations users paid for through Stripe, paid by the team wallet',
+    schedule: 'every 5 min',
+    queueTable: 'stripe_allocation_tasks',
+  },
+  {
     name: 'authorized-blobbers',
     summary: 'obtains auth tickets from restricted blobbers for the clients that need them, with cooldown',
     schedule: 'every 10 min',
     queueTable: 'restricted_blobber_tickets',
+  },
+  {
+    name: 'funding-zbox',
+    summary: 'sends tokens from the team wallet to users for pending funding tasks, then notifies them',
+    schedule: 'every 2 min',
+    queueTable: 'funding_tasks',
   },
   {
     name: 'expiring-allocations',

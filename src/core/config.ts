@@ -231,6 +231,65 @@ export const VARIABLES = {
     shownDefault: '50000',
     fix: 'set it to a whole number of rounds, below ZBOX_AUTH_TICKET_HORIZON_ROUNDS',
   }),
+  ZBOX_MAX_LOCK_PER_TASK_ZCN: variable({
+    schema: z.string().regex(/^\d+(\.\d{1,10})?$/, 'must be a decimal amount of ZCN, for example 50 or 2.5'),
+    meaning: 'largest value one task may send or lock, in ZCN; a task above it is dead with the figures',
+    shownDefault: '100',
+    fix: 'set it to a decimal amount of ZCN',
+  }),
+  ZBOX_MAX_SPEND_PER_RUN_ZCN: variable({
+    schema: z.string().regex(/^\d+(\.\d{1,10})?$/, 'must be a decimal amount of ZCN, for example 500'),
+    meaning:
+      'most the team wallet may spend in one run (value plus fees), in ZCN; a breach stops spending and exits 4',
+    shownDefault: '1000',
+    fix: 'set it to a decimal amount of ZCN',
+  }),
+  ZBOX_MAX_SPEND_PER_DAY_ZCN: variable({
+    schema: z.string().regex(/^\d+(\.\d{1,10})?$/, 'must be a decimal amount of ZCN, for example 5000'),
+    meaning:
+      'most the team wallet may spend in 24 hours across all pods (value plus fees, in-flight transactions included), in ZCN; a breach stops spending and exits 4',
+    shownDefault: '10000',
+    fix: 'set it to a decimal amount of ZCN',
+  }),
+  ZUS_CONFIRMATION_WAIT_SECONDS: variable({
+    schema: z.coerce.number().int().min(0).max(3_600),
+    meaning: 'seconds a run waits for a transaction to confirm before leaving the task for a later run',
+    shownDefault: '30',
+    fix: 'set it to whole seconds between 0 and 3600',
+  }),
+  ZBOX_THIRD_PARTY_EXTENDABLE: variable({
+    schema: z
+      .enum(['true', 'false'], { error: 'must be true or false' })
+      .transform((value) => value === 'true'),
+    meaning:
+      'creates allocations third-party extendable, so the platform can extend them later for the owner',
+    shownDefault: 'true',
+    fix: 'set it to true or false',
+  }),
+  ZBOX_NOTIFY_MAX_ATTEMPTS: variable({
+    schema: positiveInt(100),
+    meaning: 'pushes tried per funding task before its notification counts as failed',
+    shownDefault: '5',
+    fix: 'set it to a whole number between 1 and 100',
+  }),
+  ZBOX_FIREBASE_CREDENTIALS: variable({
+    schema: z.string().min(1),
+    meaning: 'Firebase service-account JSON used to send push notifications (funding-zbox)',
+    secret: true,
+    fix: 'set it to the service-account JSON of the Firebase project (mount it from the Secret)',
+  }),
+  ZBOX_FIREBASE_PROJECT_ID: variable({
+    schema: z.string().regex(/^[a-z0-9-]+$/, 'must be a Firebase project id'),
+    meaning: 'Firebase project id; by default the project_id of ZBOX_FIREBASE_CREDENTIALS',
+    shownDefault: 'from the credentials',
+    fix: 'set it to the Firebase project id, or unset it',
+  }),
+  ZBOX_PUSH_CONCURRENCY: variable({
+    schema: positiveInt(100),
+    meaning: 'push requests in flight at once',
+    shownDefault: '10',
+    fix: 'set it to a whole number between 1 and 100',
+  }),
   ELASTICSEARCH_URL: variable({
     schema: httpUrl,
     meaning: 'Elasticsearch node URL for expiry notifications',
@@ -291,6 +350,13 @@ const DEFAULTS: Partial<Record<VariableName, string>> = {
   ZUS_FUTURE_NONCE: '10',
   ZUS_EXPIRY_MARGIN_SECONDS: '60',
   ZBOX_BLOBBER_ALLOW_PRIVATE_ADDRESSES: 'false',
+  ZBOX_MAX_LOCK_PER_TASK_ZCN: '100',
+  ZUS_CONFIRMATION_WAIT_SECONDS: '30',
+  ZBOX_THIRD_PARTY_EXTENDABLE: 'true',
+  ZBOX_NOTIFY_MAX_ATTEMPTS: '5',
+  ZBOX_PUSH_CONCURRENCY: '10',
+  ZBOX_MAX_SPEND_PER_RUN_ZCN: '1000',
+  ZBOX_MAX_SPEND_PER_DAY_ZCN: '10000',
   ZBOX_BLOBBER_TIMEOUT_MS: '15000',
   ZBOX_AUTH_TICKET_MODE: 'round',
   ZBOX_AUTH_TICKET_HORIZON_ROUNDS: '200000',

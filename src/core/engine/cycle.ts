@@ -1,5 +1,5 @@
 import type { DatabaseTransactionConnection } from 'slonik';
-import { errorMessage, HaltError, PermanentError, TransientError } from '../errors.js';
+import { ConfigError, errorMessage, HaltError, PermanentError, TransientError } from '../errors.js';
 import type { Fields } from '../output/logger.js';
 import { backoffSeconds } from './backoff.js';
 import type { RunContext } from './context.js';
@@ -377,8 +377,14 @@ class Cycle<T extends { id: bigint }, R> {
   }
 }
 
-/** Maps a thrown error to an outcome: permanent -> dead, anything else -> retry. */
+/**
+ * Maps a thrown error to an outcome: permanent -> dead, halt -> halt, anything else -> retry. A
+ * ConfigError is not a task's fault: it is raised again and ends the run with exit 2.
+ */
 export function outcomeOfError<R>(error: unknown): Outcome<R> {
+  if (error instanceof ConfigError) {
+    throw error;
+  }
   if (error instanceof PermanentError) {
     return { kind: 'dead', reason: error.message };
   }

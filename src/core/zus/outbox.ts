@@ -62,6 +62,26 @@ export interface PreparedTransaction {
   signed: SignedTransaction;
 }
 
+/** What a transaction would cost, for the guard rails checked before signing. */
+export interface SpendQuote {
+  valueSas: bigint;
+  feeSas: bigint;
+  /** The wallet's balance on chain when `prepare` started. */
+  balanceSas: bigint;
+  /** Value and fee of the wallet's transactions that are signed but not settled yet. */
+  inFlightSas: bigint;
+}
+
+export interface PrepareHooks {
+  /**
+   * Runs under the wallet lock before signing; throw to sign nothing (a guard rail). Several
+   * pods serialise on the lock, so a check that sums recent spending sees every reservation.
+   */
+  check?: (tx: DatabaseTransactionConnection, quote: SpendQuote) => Promise<void>;
+  /** Runs in the same database transaction as the outbox insert, for the caller's own rows. */
+  persist?: (tx: DatabaseTransactionConnection, prepared: PreparedTransaction) => Promise<void>;
+}
+
 export type SettleResult =
   | { kind: 'confirmed'; hash: string; output: string }
   | { kind: 'failed'; hash: string; reason: string }
@@ -105,10 +125,7 @@ export class Outbox {
    * as the insert, for the caller's own row. Raises TransientError when the wallet already has
    * `futureNonce` transactions in flight.
    */
-  async prepare(
-    request: TransactionRequest,
-    persist?: (tx: DatabaseTransactionConnection, prepared: PreparedTransaction) => Promise<void>,
-  ): Promise<PreparedTransaction> {
+  async prepare(request: TransactionRequest, hooks: PrepareHooks = {}): Promise<PreparedTransaction> {
     const latest = await this.latest(request.holder);
     if (latest?.state === 'prepared' || latest?.state === 'confirmed') {
       return toPrepared(latest);
@@ -122,6 +139,17 @@ export class Outbox {
       await tx.query(
         sql.unsafe`SELECT pg_advisory_xact_lock(hashtextextended(${`zus-nonce:${wallet.clientId}`}, 0))`,
       );
+      if (hooks.check !== undefined) {
+        const inFlightSas = await tx.oneFirst(sql.type(z.object({ sum: z.bigint() }))`
+          SELECT coalesce(sum(value_sas + fee_sas), 0)::int8 AS sum FROM zus_outbox
+          WHERE wallet_client_id = ${wallet.clientId} AND state = 'prepared'`);
+        await hooks.check(tx, {
+          valueSas: request.valueSas,
+          feeSas,
+          balanceSas: chainState.balanceSas,
+          inFlightSas,
+        });
+      }
       const nonce = await this.#assignNonce(tx, request.holder, chainState.nonce);
       const signed = signTransaction(wallet, {
         toClientId: request.toClientId,
@@ -147,7 +175,7 @@ export class Outbox {
         feeSas,
         signed,
       };
-      await persist?.(tx, prepared);
+      await hooks.persist?.(tx, prepared);
       this.#options.logger.info('transaction prepared', {
         holder: request.holder,
         tx_hash: signed.hash,

@@ -122,3 +122,52 @@ export async function storeTicket(
     SET auth_ticket = ${ticket}, ticket_round = ${round ?? null}, issued_at = now(), skip_reason = NULL
     WHERE id = ${id}`);
 }
+
+const storedTicketRow = z.object({
+  blobber_id: z.string(),
+  auth_ticket: z.string().nullable(),
+  ticket_round: z.bigint().nullable(),
+});
+
+/** The stored tickets of one owner for the given blobbers (rows without a ticket included). */
+export async function readOwnerTickets(
+  db: CommonQueryMethods,
+  clientId: string,
+  blobberIds: readonly string[],
+) {
+  const rows = await db.any(sql.type(storedTicketRow)`
+    SELECT blobber_id, auth_ticket, ticket_round FROM restricted_blobber_tickets
+    WHERE client_id = ${clientId} AND blobber_id = ANY(${sql.array([...blobberIds], 'text')})`);
+  return new Map(
+    rows.map((row) => [
+      row.blobber_id,
+      { ticket: row.auth_ticket, round: row.ticket_round === null ? undefined : Number(row.ticket_round) },
+    ]),
+  );
+}
+
+/**
+ * Stores a ticket fetched outside the queue (by create-allocation) as a finished row, so that
+ * authorized-blobbers refreshes it later like any other.
+ */
+export async function saveFetchedTicket(
+  db: CommonQueryMethods,
+  ticket: {
+    blobberId: string;
+    clientId: string;
+    blobberUrl: string;
+    ticket: string;
+    round: number | undefined;
+  },
+) {
+  await db.query(sql.unsafe`
+    INSERT INTO restricted_blobber_tickets (blobber_id, client_id, blobber_url, auth_ticket, ticket_round, issued_at,
+                                            status, completed_at)
+    VALUES (${ticket.blobberId}, ${ticket.clientId}, ${ticket.blobberUrl}, ${ticket.ticket}, ${ticket.round ?? null},
+            now(), 'succeeded', now())
+    ON CONFLICT (blobber_id, client_id) DO UPDATE
+    SET blobber_url = EXCLUDED.blobber_url, auth_ticket = EXCLUDED.auth_ticket, ticket_round = EXCLUDED.ticket_round,
+        issued_at = now(), skip_reason = NULL, updated_at = now(),
+        status = CASE WHEN restricted_blobber_tickets.status = 'in_progress' THEN restricted_blobber_tickets.status
+                      ELSE 'succeeded' END`);
+}
