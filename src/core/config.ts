@@ -257,6 +257,12 @@ export const VARIABLES = {
     shownDefault: '30',
     fix: 'set it to whole seconds between 0 and 3600',
   }),
+  ZUS_CONFIRMATION_POLL_MS: variable({
+    schema: positiveInt(60_000),
+    meaning: 'milliseconds between two confirmation checks of a transaction a run waits for',
+    shownDefault: '1000',
+    fix: 'set it to whole milliseconds between 1 and 60000',
+  }),
   ZBOX_THIRD_PARTY_EXTENDABLE: variable({
     schema: z
       .enum(['true', 'false'], { error: 'must be true or false' })
@@ -352,6 +358,7 @@ const DEFAULTS: Partial<Record<VariableName, string>> = {
   ZBOX_BLOBBER_ALLOW_PRIVATE_ADDRESSES: 'false',
   ZBOX_MAX_LOCK_PER_TASK_ZCN: '100',
   ZUS_CONFIRMATION_WAIT_SECONDS: '30',
+  ZUS_CONFIRMATION_POLL_MS: '1000',
   ZBOX_THIRD_PARTY_EXTENDABLE: 'true',
   ZBOX_NOTIFY_MAX_ATTEMPTS: '5',
   ZBOX_PUSH_CONCURRENCY: '10',

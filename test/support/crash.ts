@@ -27,6 +27,8 @@ export interface CrashLoopOptions {
   /** Makes the rows a killed run held due again, as the end of their lease would. */
   expireLeases: () => Promise<void>;
   isDone: () => Promise<boolean>;
+  /** Adds tasks when the work ends before `minKills` kills landed, so every kill hits live work. */
+  addWork: () => Promise<void>;
   /** Finishing runs allowed after the kills before giving up. */
   maxFinishingRuns?: number;
 }
@@ -50,16 +52,20 @@ function start(
 }
 
 /**
- * Starts runs and kills each with SIGKILL at a random moment until the work is done, making a
- * killed run's leases expire after each kill; then checks that at least `minKills` kills landed
- * while work remained. Errors carry the seed, so the sequence can be replayed.
+ * Starts runs and kills each with SIGKILL at a random moment, making a killed run's leases
+ * expire after each kill, until the work is done and at least `minKills` kills landed while work
+ * remained (work is added when it runs out first). Errors carry the seed, so the sequence can be
+ * replayed.
  */
 export async function crashUntilDone(options: CrashLoopOptions): Promise<CrashLoopResult> {
   const random = seededRandom(options.seed);
   const result: CrashLoopResult = { killed: 0, finishedEarly: 0, exitCodes: [] };
   for (let runs = 0; runs < options.maxRuns; runs++) {
     if (await options.isDone()) {
-      break;
+      if (result.killed >= options.minKills) {
+        break;
+      }
+      await options.addWork();
     }
     const delay = options.minDelayMs + random() * (options.maxDelayMs - options.minDelayMs);
     const run = start(options.command, options.env);

@@ -42,6 +42,6 @@ export async function openTeamWallet(ctx: RunContext): Promise<TeamWallet> {
     spending: new TeamWalletSpending({ walletClientId: wallet.clientId, caps, logger: ctx.logger }),
     logger: ctx.logger,
     confirmationWaitMs: requireVariable(ctx.env, 'ZUS_CONFIRMATION_WAIT_SECONDS') * 1000,
-    pollIntervalMs: 1000,
+    pollIntervalMs: requireVariable(ctx.env, 'ZUS_CONFIRMATION_POLL_MS'),
   };
 }
