@@ -46,6 +46,8 @@ const WALLET_FILE_VARIABLES = new Set(['ZBOX_TEAM_WALLET', 'ZBOX_OPERATOR_WALLET
 
 const REQUIRED_CONFIG: Record<string, string[][]> = {
   'authorized-blobbers': [['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS'], ['ZBOX_OPERATOR_WALLET']],
+  'create-allocation': [['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS'], ['ZBOX_TEAM_WALLET'], ['ZBOX_OPERATOR_WALLET']],
+  'funding-zbox': [['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS'], ['ZBOX_TEAM_WALLET']],
   'expiring-allocations': [['ELASTICSEARCH_URL'], ['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS']],
   'delete-wallet-transactions': [],
   'free-storage': [['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS']],
