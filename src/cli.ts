@@ -213,6 +213,18 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     });
 
   program
+    .command('demo')
+    .summary('runs every worker against local simulators on the embedded database [on a laptop]')
+    .description(
+      'Starts loopback simulators of the Züs network, blobbers, Elasticsearch and FCM, seeds sample data in the embedded PostgreSQL (ZBOX_DATA_DIR), runs every worker in dry-run and then for real, and prints the final status. Nothing leaves the machine.',
+    )
+    .option('--json', 'one JSON object per line (the default off a terminal)')
+    .action(async (options: { json?: boolean }) => {
+      const { runDemo } = await import('./commands/demo.js');
+      setExitCode(await runDemo({ json: options.json === true || !io.isTty }, io));
+    });
+
+  program
     .command('wallet')
     .summary("prints the team wallet's client id, public key, balance and next nonce [by hand]")
     .description(
