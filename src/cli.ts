@@ -201,7 +201,9 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
 
   program
     .command('doctor')
-    .summary('checks the configuration and probes every dependency read-only [after a deploy, in an incident]')
+    .summary(
+      'checks the configuration and probes every dependency read-only [after a deploy, in an incident]',
+    )
     .description(
       'Checks the configuration of every worker and probes each configured dependency read-only. Prints OK, FAIL or SKIP per check; exits 0 only when nothing failed, else 4.',
     )
@@ -209,7 +211,12 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     .option('--embedded', 'check the embedded PostgreSQL in ZBOX_DATA_DIR instead of DATABASE_URL')
     .action(async (options: { json?: boolean; embedded?: boolean }) => {
       const { runDoctor } = await import('./commands/doctor.js');
-      setExitCode(await runDoctor({ json: options.json === true || !io.isTty, embedded: options.embedded === true }, io));
+      setExitCode(
+        await runDoctor(
+          { json: options.json === true || !io.isTty, embedded: options.embedded === true },
+          io,
+        ),
+      );
     });
 
   program

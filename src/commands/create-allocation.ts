@@ -266,8 +266,9 @@ function checkTaskCap(lockSas: bigint, teamWallet: TeamWallet): void {
 }
 
 /**
- * Plans a new allocation: blobbers from the preferred list, filled from the chain's selection;
- * auth tickets of the restricted ones at one round; the lock from the chain's cost formula.
+ * Plans a new allocation. Blobbers come from the preferred list, filled from the chain's
+ * selection. The restricted ones get auth tickets at one round, and the lock follows the chain's
+ * cost formula.
  */
 async function planNew(
   task: AllocationTask,

@@ -7,10 +7,10 @@ import type { FakeBlobbers } from '../sandbox/blobbers.js';
 import { fakeAllocationBody, type ZusNetworkFake } from '../sandbox/zus-network.js';
 
 /**
- * Sample data for the demo: open and restricted blobbers on the simulated chain, two paid
- * Stripe allocation tasks (one with restricted blobbers), two funding tasks (one user with two
- * devices), three allocations expiring within the notice windows, a ticket request and old
- * team-wallet spending rows.
+ * Sample data for the demo. It registers open and restricted blobbers on the simulated chain and
+ * adds two paid Stripe allocation tasks (one with restricted blobbers), two funding tasks (one
+ * user has two devices), three allocations expiring within the notice windows, a ticket request
+ * and old team-wallet spending rows.
  */
 
 const GIB = 1n << 30n;

@@ -22,9 +22,9 @@ import { formatStatus, readStatus } from './status.js';
 
 /**
  * demo: runs every worker once against loopback simulators of the Züs network, restricted
- * blobbers, Elasticsearch and FCM from src/sandbox, on the embedded PostgreSQL, with realistic
- * sample data; first each in dry-run, then for real; then prints the final status. Nothing
- * leaves the machine: every simulator listens on 127.0.0.1.
+ * blobbers, Elasticsearch and FCM from src/sandbox, on the embedded PostgreSQL with realistic
+ * sample data. Each worker runs first as a dry run, then for real, and the final status is
+ * printed. Nothing leaves the machine, because every simulator listens on 127.0.0.1.
  */
 
 const DEMO_DATABASE = 'zbox_demo';
@@ -201,7 +201,7 @@ async function demoWallet(folder: string, name: string) {
   return { clientId: wallet.clientId, publicKey: wallet.publicKey, path };
 }
 
-/** A storage config in the chain's string format, with demo values: 0.05 ZCN max write price, 1 GiB free allocations. */
+/** Returns a storage config in the chain's string format with demo values (0.05 ZCN max write price, 1 GiB free allocations). */
 function demoStorageConfig(): Record<string, string> {
   return {
     time_unit: '720h0m0s',

@@ -17,7 +17,8 @@ import { sendData, TXN_TYPE_SEND } from '../core/zus/transaction.js';
  * notifies them through Firebase Cloud Messaging. The transfer is effectively once: its signed
  * transaction and reserved spending row are stored before sending, and a retry settles that
  * same transaction. The push is a separate step with its own state on the task, so its failure
- * never undoes or repeats the transfer; it is retried a bounded number of times on later runs.
+ * never undoes or repeats the transfer. A failed push is retried a bounded number of times on
+ * later runs.
  */
 
 interface FundingTask {
@@ -184,8 +185,8 @@ export function pushText(amountSas: bigint): string {
 }
 
 /**
- * Pushes the notice to the user's devices: tokens FCM reports as gone are deleted; when every
- * device failed with a retryable error the task is retried later, up to `maxAttempts` pushes.
+ * Pushes the notice to the user's devices and deletes tokens FCM reports as gone. When every
+ * device failed with a retryable error, the task is retried later, up to `maxAttempts` pushes.
  */
 async function notify(
   task: FundingTask,

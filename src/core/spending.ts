@@ -10,8 +10,9 @@ import type { PreparedTransaction, SpendQuote } from './zus/outbox.js';
  * Team-wallet spending and its guard rails. Every transaction the team wallet pays for gets a
  * `team_wallet_spending` row, reserved in the same database transaction that stores the signed
  * transaction, then settled or released. Before signing, the caps per run and per day and the
- * wallet's balance are checked under the outbox's wallet lock, counting transactions still in
- * flight in every pod, so two pods cannot both pass a cap that only one of them fits under.
+ * wallet's balance are checked under the outbox's wallet lock. The check counts transactions
+ * still in flight in every pod, so two pods cannot both pass a cap that only one of them fits
+ * under.
  */
 
 export interface SpendingCaps {
@@ -99,9 +100,9 @@ export async function spentInLastDay(db: CommonQueryMethods, walletClientId: str
 }
 
 /**
- * Moves the spending row of a settled transaction on: `confirmed` makes it final; `failed` (the
- * chain applied it with an error, so the fee was charged) returns the value; `expired` (never
- * accepted) returns value and fee, and the replacement reserves its own row.
+ * Moves the spending row of a settled transaction on. `confirmed` makes it final. `failed` means
+ * the chain applied it with an error and charged the fee, so only the value is returned.
+ * `expired` (never accepted) returns value and fee, and the replacement reserves its own row.
  */
 export async function settleSpending(
   db: CommonQueryMethods,

@@ -19,7 +19,7 @@ export interface WalletState {
   nonce: number;
 }
 
-/** A wallet the chain has never seen answers "value not present"; it has balance 0 and nonce 0. */
+/** The chain returns "value not present" for a wallet it has never seen, which has balance 0 and nonce 0. */
 function isUnknownWallet(_status: number, body: unknown): boolean {
   return (body as { error?: unknown } | null)?.error === 'value not present';
 }

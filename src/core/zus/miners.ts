@@ -16,7 +16,7 @@ export type SubmitResult =
   | { kind: 'nonce_used'; message: string }
   /** The nonce is more than the accepted distance ahead of the chain's state. */
   | { kind: 'nonce_ahead'; message: string }
-  /** Every answering miner rejected the transaction for another reason. */
+  /** Every miner that responded rejected the transaction for another reason. */
   | { kind: 'rejected'; message: string };
 
 const errorSchema = z.object({ error: z.string() }).loose();
@@ -41,7 +41,7 @@ export class MinersClient {
     this.#logger = options.logger;
   }
 
-  /** Posts the transaction to every miner. Raises TransientError when no miner answered at all. */
+  /** Posts the transaction to every miner. Raises TransientError when no miner responded at all. */
   async submit(transaction: SignedTransaction): Promise<SubmitResult> {
     const body = transactionJson(transaction);
     const answers = await Promise.all(this.miners.map((miner) => this.#post(miner, body)));
@@ -94,7 +94,7 @@ export class MinersClient {
   /**
    * Fee in SAS of a call: the miners' fee table (`GET /v1/fees_table`) looked up by smart-contract
    * address and function name, `transfer` for sends. The table is read once per client (one run)
-   * and the answer most miners agree on wins.
+   * and the table most miners return wins.
    */
   async fee(toClientId: string, functionName: string | undefined): Promise<bigint> {
     const table = await this.#readFeeTable();
@@ -139,7 +139,7 @@ export class MinersClient {
     const majority = Math.floor(this.miners.length / 2) + 1;
     if (best === undefined || best.count < majority) {
       throw new TransientError(
-        `fee table: no answer from a majority of ${this.miners.length} miners (best agreement ${best?.count ?? 0})`,
+        `fee table: no response agreed on by a majority of ${this.miners.length} miners (best agreement ${best?.count ?? 0})`,
         { dependency: 'miners' },
       );
     }

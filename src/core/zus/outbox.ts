@@ -43,7 +43,7 @@ export interface OutboxOptions {
 }
 
 export interface TransactionRequest {
-  /** Who the transaction is for, for example `funding:42`; one live transaction per holder. */
+  /** Holder of the transaction, for example `funding:42`; one live transaction per holder. */
   holder: string;
   toClientId: string;
   valueSas: bigint;
@@ -62,7 +62,7 @@ export interface PreparedTransaction {
   signed: SignedTransaction;
 }
 
-/** What a transaction would cost, for the guard rails checked before signing. */
+/** Cost of a transaction, for the guard rails checked before signing. */
 export interface SpendQuote {
   valueSas: bigint;
   feeSas: bigint;
@@ -75,7 +75,7 @@ export interface SpendQuote {
 export interface PrepareHooks {
   /**
    * Runs under the wallet lock before signing; throw to sign nothing (a guard rail). Several
-   * pods serialise on the lock, so a check that sums recent spending sees every reservation.
+   * pods serialise on the lock, so a check that sums recent spending counts every reservation.
    */
   check?: (tx: DatabaseTransactionConnection, quote: SpendQuote) => Promise<void>;
   /** Runs in the same database transaction as the outbox insert, for the caller's own rows. */
@@ -109,7 +109,7 @@ export class Outbox {
     this.#options = options;
   }
 
-  /** The holder's newest outbox row, whatever its state. */
+  /** Returns the holder's newest outbox row, whatever its state. */
   async latest(holder: string): Promise<OutboxRow | undefined> {
     const row = await this.#options.pool.maybeOne(sql.type(outboxRow)`
       SELECT id, holder, nonce, tx_hash, signed_transaction, creation_date, fee_sas, state, output
