@@ -32,12 +32,14 @@ import { loadWallet, type Wallet } from '../core/zus/wallet.js';
 /**
  * create-allocation: fulfils paid Stripe allocation tasks whose chain transaction has not
  * succeeded. A task without an allocation id creates one that the user owns and the team wallet
- * pays for (`new_allocation_request`); a task with one extends it (`update_allocation_request`,
- * which a third party may only do on a third-party-extendable allocation). Per task it plans the
- * request (blobbers, auth tickets at one round, lock from the chain's cost), checks the caps,
- * stores the signed transaction with its spending reservation before sending, settles it, and
- * records the allocation, the funding record, the final spending row and `tx_success` in one
- * transaction. A task whose transaction may still apply is never dead on attempts alone.
+ * pays for (`new_allocation_request`). A task with one extends it (`update_allocation_request`),
+ * which a third party may only do on a third-party-extendable allocation.
+ *
+ * Per task it plans the request (blobbers, auth tickets at one round, lock from the chain's
+ * cost) and checks the caps. It stores the signed transaction with its spending reservation
+ * before sending and settles it. Then it records the allocation, the funding record, the final
+ * spending row and `tx_success` in one transaction. A task whose transaction may still apply is
+ * never dead on attempts alone.
  */
 
 interface AllocationTask {
