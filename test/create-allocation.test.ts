@@ -292,3 +292,48 @@ test('dry run prints the plan and sends nothing', async () => {
   assert.equal(teamTransactions().length, sentBefore, 'nothing was sent');
   assert.equal(await pool.oneFirst(sql.unsafe`SELECT count(*) FROM zus_outbox`), 0n);
 });
+
+test('blobber change without the owner ticket is dead', async () => {
+  const created = await addTask({ payment: 'pi_base_change' });
+  assert.equal((await runCli(['create-allocation', '--json'], env())).code, 0);
+  const allocationId = (await task(created)).result_allocation_id as string;
+  const change = await addTask({
+    payment: 'pi_change',
+    allocationId,
+    sizeIncrease: GIB,
+    addBlobber: openBlobbers[5] as string,
+  });
+  const result = await runCli(['create-allocation', '--json'], env());
+  assert.equal(result.code, 4);
+  const row = await task(change);
+  assert.equal(row.status, 'dead');
+  assert.equal(
+    row.last_error,
+    "adding or removing a blobber needs the owner's signed update ticket (owner_update_ticket), which the task does not have",
+  );
+});
+
+test('too few blobbers waits as a transient failure', async () => {
+  const id = await addTask({ payment: 'pi_few', data: 8, parity: 4 });
+  const result = await runCli(['create-allocation', '--json'], env());
+  assert.equal(result.code, 0, 'a retry within budget needs no person');
+  const row = await task(id);
+  assert.equal(row.status, 'pending');
+  assert.match(String(row.last_error), /^too few blobbers available right now/);
+});
+
+test('stored tickets from authorized-blobbers are used as they are', async () => {
+  for (const blobber of restricted.blobbers) {
+    await pool.query(sql.unsafe`
+      INSERT INTO restricted_blobber_tickets (blobber_id, client_id) VALUES (${blobber.id}, ${owner.wallet.clientId})`);
+  }
+  const tickets = await runCli(['authorized-blobbers', '--json'], env());
+  assert.equal(tickets.code, 0, tickets.stdout);
+  const requestsBefore = restricted.requests.length;
+  const preferred = [...restricted.blobbers.map((blobber) => blobber.id), ...openBlobbers.slice(0, 2)];
+  const id = await addTask({ payment: 'pi_stored', preferred });
+  const result = await runCli(['create-allocation', '--json'], env());
+  assert.equal(result.code, 0, result.stdout);
+  assert.equal((await task(id)).status, 'succeeded');
+  assert.equal(restricted.requests.length, requestsBefore, 'no ticket was fetched again');
+});

@@ -211,3 +211,21 @@ test('four processes send 200 with gap-free nonces', async () => {
   );
   assert.equal(confirmed, 200n);
 });
+
+test('lagging sharders delay settlement but never a second send', async () => {
+  const wallet = await fundedWallet(100n);
+  const recipient = (await freshWallet()).clientId;
+  const { outbox } = outboxFor(network, pool, wallet, { timeoutMs: 500 });
+  const prepared = await outbox.prepare(send('lagging:1', recipient, 4n * ZCN));
+  await outbox.settle('lagging:1');
+  await network.setSharderBehaviour(0, 'down');
+  await network.setSharderBehaviour(1, 'down');
+  await assert.rejects(outbox.settle('lagging:1'), /sharders/);
+  await network.setSharderBehaviour(0, 'ok');
+  await network.setSharderBehaviour(1, 'ok');
+  const settled = await outbox.settle('lagging:1');
+  assert.equal(settled.kind, 'confirmed');
+  assert.equal(settled.hash, prepared.hash, 'the same transaction settled');
+  assert.equal(network.transactions().filter((record) => record.clientId === wallet.clientId).length, 1);
+  assert.equal(network.getBalance(recipient), 4n * ZCN);
+});
