@@ -344,3 +344,36 @@ describe('resolveNetwork', () => {
     assert.match(error.message, /returned HTTP 404/);
   });
 });
+
+test('sharders answering HTML or an empty body are named', async () => {
+  const bodies = ['<html><body>502 Bad Gateway</body></html>', ''];
+  const servers = await Promise.all(
+    bodies.map(
+      (body) =>
+        new Promise<ReturnType<typeof createServer>>((resolve) => {
+          const server = createServer((_request, response) => {
+            response.writeHead(200, { 'content-type': 'text/html' });
+            response.end(body);
+          });
+          server.listen(0, '127.0.0.1', () => resolve(server));
+        }),
+    ),
+  );
+  try {
+    const urls = servers.map((server) => `http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const client = new ShardersClient({
+      sharders: urls,
+      timeoutMs: 2_000,
+      consensusShare: 1,
+      logger: createMemoryLogger(),
+    });
+    await assert.rejects(client.getJson('/v1/current-round'), (error: Error) => {
+      assert.ok(error instanceof TransientError);
+      assert.match(error.message, new RegExp(`${urls[0]} .*invalid JSON: <html>`));
+      assert.match(error.message, new RegExp(`${urls[1]} .*invalid JSON`));
+      return true;
+    });
+  } finally {
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  }
+});
