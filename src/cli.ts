@@ -64,6 +64,9 @@ const WORKER_COMMANDS: Record<string, WorkerCommand> = {
         batchSize: options.batchSize as number | undefined,
       }),
   },
+  'delete-openai-files': {
+    load: async () => (await import('./commands/delete-openai-files.js')).deleteOpenAIFiles(),
+  },
   'free-storage': {
     load: async () => (await import('./commands/free-storage.js')).freeStorage(),
   },

@@ -47,6 +47,12 @@ export const WORKER_CATALOG: readonly WorkerEntry[] = [
     requires: [CHAIN, ['ELASTICSEARCH_URL']],
   },
   {
+    name: 'delete-openai-files',
+    summary: 'deletes OpenAI files older than 24 h whose purpose is not protected, and expired batch images',
+    schedule: 'hourly',
+    requires: [['OPENAI_API_KEY']],
+  },
+  {
     name: 'delete-wallet-transactions',
     summary: 'deletes team-wallet spending rows older than the retention period',
     schedule: 'daily',

@@ -296,6 +296,105 @@ export const VARIABLES = {
     shownDefault: '10',
     fix: 'set it to a whole number between 1 and 100',
   }),
+  OPENAI_API_KEY: variable({
+    schema: z.string().min(1),
+    meaning:
+      'OpenAI API key of the project that runs the batches (openai-batch-request, delete-openai-files)',
+    secret: true,
+    fix: 'set it to an OpenAI API key (mount it from the Secret)',
+  }),
+  OPENAI_BASE_URL: variable({
+    schema: httpUrl,
+    meaning: 'OpenAI API base URL including /v1',
+    shownDefault: 'https://api.openai.com/v1',
+    fix: 'set it to the API base URL, for example https://api.openai.com/v1, or unset it',
+  }),
+  ZBOX_OPENAI_TIMEOUT_MS: variable({
+    schema: positiveInt(3_600_000),
+    meaning: 'timeout of one OpenAI request, in milliseconds (an upload needs headroom)',
+    shownDefault: '120000',
+    fix: 'set it to whole milliseconds of at least 1',
+  }),
+  ZBOX_OPENAI_BATCH_MAX_ATTEMPTS: variable({
+    schema: positiveInt(100),
+    meaning: "attempts of a batch task before it is dead (1 keeps the platform's old fail-once behaviour)",
+    shownDefault: '3',
+    fix: 'set it to a whole number of at least 1',
+  }),
+  ZBOX_OPENAI_FILE_MAX_AGE_HOURS: variable({
+    schema: positiveInt(24 * 365),
+    meaning: 'age in hours after which delete-openai-files deletes an unprotected OpenAI file',
+    shownDefault: '24',
+    fix: 'set it to whole hours of at least 1',
+  }),
+  ZBOX_OPENAI_PROTECTED_PURPOSES: variable({
+    schema: z.string().transform((text) =>
+      text
+        .split(',')
+        .map((item) => item.trim())
+        .filter((item) => item !== ''),
+    ),
+    meaning: 'comma-separated OpenAI file purposes delete-openai-files never deletes',
+    shownDefault: 'batch',
+    fix: 'set it to comma-separated purposes, for example batch,batch_output',
+  }),
+  ZBOX_BATCH_IMAGES: variable({
+    schema: z.enum(['s3', 'inline'], { error: 'must be s3 or inline' }),
+    meaning: 'how batch images reach OpenAI: s3 (presigned URLs) or inline (data: URLs in the .jsonl)',
+    shownDefault: 's3',
+    fix: 'set it to s3 or inline',
+  }),
+  ZBOX_BATCH_URL_MARGIN_HOURS: variable({
+    schema: positiveInt(144),
+    meaning: 'hours a presigned image URL outlives the 24 h batch window (the total is at most 7 days)',
+    shownDefault: '24',
+    fix: 'set it to whole hours between 1 and 144',
+  }),
+  ZBOX_S3_BUCKET: variable({
+    schema: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be an S3 bucket name'),
+    meaning: 'S3 bucket of the batch images',
+    fix: 'set it to the bucket name',
+  }),
+  ZBOX_S3_REGION: variable({
+    schema: z.string().min(1),
+    meaning: 'S3 signing region',
+    shownDefault: 'us-east-1',
+    fix: 'set it to the bucket region, for example eu-central-1',
+  }),
+  ZBOX_S3_ENDPOINT: variable({
+    schema: httpUrl,
+    meaning: 'endpoint of an S3-compatible server; AWS when unset',
+    shownDefault: 'AWS',
+    fix: 'set it to the server URL, or unset it for AWS',
+  }),
+  ZBOX_S3_FORCE_PATH_STYLE: variable({
+    schema: z
+      .enum(['true', 'false'], { error: 'must be true or false' })
+      .transform((value) => value === 'true'),
+    meaning: 'puts the bucket in the path instead of the host name (most S3-compatible servers need it)',
+    shownDefault: 'false',
+    fix: 'set it to true or false',
+  }),
+  AWS_ACCESS_KEY_ID: variable({
+    schema: z.string().min(1),
+    meaning: 'static S3 access key id; unset uses the AWS default credential chain (an IAM role)',
+    shownDefault: 'default chain',
+    secret: true,
+    fix: 'set it with AWS_SECRET_ACCESS_KEY, or unset both',
+  }),
+  AWS_SECRET_ACCESS_KEY: variable({
+    schema: z.string().min(1),
+    meaning: 'static S3 secret access key',
+    shownDefault: 'default chain',
+    secret: true,
+    fix: 'set it with AWS_ACCESS_KEY_ID, or unset both',
+  }),
+  ZBOX_TMP_DIR: variable({
+    schema: z.string().min(1),
+    meaning: 'folder for temporary files (downloaded shares, batch files); an emptyDir in Kubernetes',
+    shownDefault: 'the system temporary folder',
+    fix: 'set it to a writable folder',
+  }),
   ELASTICSEARCH_URL: variable({
     schema: httpUrl,
     meaning: 'Elasticsearch node URL for expiry notifications',
@@ -362,6 +461,15 @@ const DEFAULTS: Partial<Record<VariableName, string>> = {
   ZBOX_THIRD_PARTY_EXTENDABLE: 'true',
   ZBOX_NOTIFY_MAX_ATTEMPTS: '5',
   ZBOX_PUSH_CONCURRENCY: '10',
+  OPENAI_BASE_URL: 'https://api.openai.com/v1',
+  ZBOX_OPENAI_TIMEOUT_MS: '120000',
+  ZBOX_OPENAI_BATCH_MAX_ATTEMPTS: '3',
+  ZBOX_OPENAI_FILE_MAX_AGE_HOURS: '24',
+  ZBOX_OPENAI_PROTECTED_PURPOSES: 'batch',
+  ZBOX_BATCH_IMAGES: 's3',
+  ZBOX_BATCH_URL_MARGIN_HOURS: '24',
+  ZBOX_S3_REGION: 'us-east-1',
+  ZBOX_S3_FORCE_PATH_STYLE: 'false',
   ZBOX_MAX_SPEND_PER_RUN_ZCN: '1000',
   ZBOX_MAX_SPEND_PER_DAY_ZCN: '10000',
   ZBOX_BLOBBER_TIMEOUT_MS: '15000',
