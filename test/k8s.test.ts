@@ -50,6 +50,7 @@ const REQUIRED_CONFIG: Record<string, string[][]> = {
   'funding-zbox': [['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS'], ['ZBOX_TEAM_WALLET']],
   'expiring-allocations': [['ELASTICSEARCH_URL'], ['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS']],
   'delete-wallet-transactions': [],
+  'delete-openai-files': [],
   'free-storage': [['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS']],
 };
 
