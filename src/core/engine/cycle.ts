@@ -26,7 +26,14 @@ import {
 
 export type Outcome<R> =
   | { kind: 'succeeded'; result: R }
-  | { kind: 'retry'; error: string; dependency?: string | undefined; inFlight?: boolean }
+  | {
+      kind: 'retry';
+      error: string;
+      dependency?: string | undefined;
+      inFlight?: boolean;
+      /** The dependency asked not to be called again sooner (HTTP retry-after). */
+      retryAfterSeconds?: number | undefined;
+    }
   | { kind: 'dead'; reason: string }
   /** Give the task back without an attempt and start no further task (a guard rail). */
   | { kind: 'halt'; reason: string };
@@ -46,6 +53,8 @@ export interface QueueWorker<T extends { id: bigint }, R> {
   executeBatch?(tasks: T[], ctx: RunContext): Promise<Map<bigint, Outcome<R>>>;
   /** Tasks handed to one `executeBatch` call. */
   batchSize?: number;
+  /** Attempts after which a transient failure is final, when lower than the row's max_attempts. */
+  maxAttempts?: number;
   /** Consecutive transient failures of one dependency that stop calls to it in this run; default ZBOX_COOLDOWN_FAILURES. */
   cooldownAfterFailures?: number;
   /** Writes the worker's own columns of a succeeded task, in the transaction that marks it. */
@@ -258,7 +267,7 @@ class Cycle<T extends { id: bigint }, R> {
       this.#count(log, mine, 'dead', { reason: outcome.reason });
     } else {
       const attempts = this.#attempts.get(task.id) ?? 1;
-      const delay = backoffSeconds(attempts, ctx.retry);
+      const delay = Math.max(backoffSeconds(attempts, ctx.retry), Math.ceil(outcome.retryAfterSeconds ?? 0));
       const status = await markFailedTransient(
         ctx.pool,
         worker.table,
@@ -266,7 +275,7 @@ class Cycle<T extends { id: bigint }, R> {
         ctx.runId,
         outcome.error,
         delay,
-        { keepAlive: outcome.inFlight === true },
+        { keepAlive: outcome.inFlight === true, maxAttempts: worker.maxAttempts },
       );
       this.#count(log, status !== undefined, status === 'dead' ? 'dead' : 'retried', {
         error: outcome.error,
@@ -389,7 +398,14 @@ export function outcomeOfError<R>(error: unknown): Outcome<R> {
     return { kind: 'dead', reason: error.message };
   }
   if (error instanceof TransientError) {
-    return { kind: 'retry', error: error.message, dependency: error.dependency, inFlight: error.inFlight };
+    const retryAfter = (error as { retryAfterSeconds?: unknown }).retryAfterSeconds;
+    return {
+      kind: 'retry',
+      error: error.message,
+      dependency: error.dependency,
+      inFlight: error.inFlight,
+      retryAfterSeconds: typeof retryAfter === 'number' ? retryAfter : undefined,
+    };
   }
   if (error instanceof HaltError) {
     return { kind: 'halt', reason: error.message };

@@ -111,14 +111,18 @@ export async function markFailedTransient(
   runId: string,
   error: string,
   delaySeconds: number,
-  options: { keepAlive?: boolean } = {},
+  options: { keepAlive?: boolean; maxAttempts?: number | undefined } = {},
 ): Promise<'pending' | 'dead' | undefined> {
-  const exhausted = options.keepAlive === true ? sql.fragment`FALSE` : sql.fragment`attempts >= max_attempts`;
+  const limit =
+    options.maxAttempts === undefined
+      ? sql.fragment`max_attempts`
+      : sql.fragment`least(max_attempts, ${options.maxAttempts})`;
+  const exhausted = options.keepAlive === true ? sql.fragment`FALSE` : sql.fragment`attempts >= ${limit}`;
   const status = await db.maybeOneFirst(sql.unsafe`
     UPDATE ${table(tableName)}
     SET status = CASE WHEN ${exhausted} THEN 'dead' ELSE 'pending' END,
         last_error = CASE WHEN ${exhausted}
-          THEN 'attempts exhausted (' || attempts || ' of ' || max_attempts || '): ' || ${error}
+          THEN 'attempts exhausted (' || attempts || ' of ' || ${limit} || '): ' || ${error}
           ELSE ${error} END,
         next_attempt_at = now() + make_interval(secs => ${delaySeconds}),
         completed_at = CASE WHEN ${exhausted} THEN now() END,
