@@ -64,6 +64,9 @@ const WORKER_COMMANDS: Record<string, WorkerCommand> = {
         batchSize: options.batchSize as number | undefined,
       }),
   },
+  'openai-batch-request': {
+    load: async () => (await import('./commands/openai-batch-request.js')).openAIBatchRequest(),
+  },
   'delete-openai-files': {
     load: async () => (await import('./commands/delete-openai-files.js')).deleteOpenAIFiles(),
   },

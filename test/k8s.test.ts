@@ -51,6 +51,7 @@ const REQUIRED_CONFIG: Record<string, string[][]> = {
   'expiring-allocations': [['ELASTICSEARCH_URL'], ['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS']],
   'delete-wallet-transactions': [],
   'delete-openai-files': [],
+  'openai-batch-request': [['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS'], ['ZBOX_OPERATOR_WALLET']],
   'free-storage': [['ZUS_BLOCK_WORKER', 'ZUS_SHARDERS']],
 };
 

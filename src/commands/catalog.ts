@@ -47,6 +47,13 @@ export const WORKER_CATALOG: readonly WorkerEntry[] = [
     requires: [CHAIN, ['ELASTICSEARCH_URL']],
   },
   {
+    name: 'openai-batch-request',
+    summary: 'turns batch tasks (a prompt and shared files) into OpenAI Batches',
+    schedule: 'every 5 min',
+    queueTable: 'openai_batch_tasks',
+    requires: [CHAIN, ['OPENAI_API_KEY'], ['ZBOX_OPERATOR_WALLET']],
+  },
+  {
     name: 'delete-openai-files',
     summary: 'deletes OpenAI files older than 24 h whose purpose is not protected, and expired batch images',
     schedule: 'hourly',
