@@ -34,6 +34,11 @@ test('demo runs every worker against the simulators', { timeout: 180_000 }, asyn
   assert.equal(succeeded.get('create-allocation'), 2);
   assert.equal(succeeded.get('funding-zbox'), 2);
   assert.equal(succeeded.get('expiring-allocations'), 3);
+  assert.equal(succeeded.get('openai-batch-request'), 1);
+  assert.ok(
+    result.lines.some((line) => line.msg === 'batch created'),
+    'a batch was created from the shared files',
+  );
   const plans = result.lines.filter((line) => String(line.msg).startsWith('would '));
   assert.ok(plans.length >= 6, 'the dry runs printed their plans');
   const pushes = result.lines.find((line) => line.msg === 'FCM push batch finished');

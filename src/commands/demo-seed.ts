@@ -2,8 +2,11 @@ import { createHash } from 'node:crypto';
 import { generateMnemonic } from '@scure/bip39';
 import { wordlist } from '@scure/bip39/wordlists/english.js';
 import { type DatabasePool, sql } from 'slonik';
+import { z } from 'zod';
 import { walletFromMnemonic } from '../core/zus/wallet.js';
+import type { FakeBlobberStorage } from '../sandbox/blobber-storage.js';
 import type { FakeBlobbers } from '../sandbox/blobbers.js';
+import type { OpenAIFake } from '../sandbox/openai.js';
 import { fakeAllocationBody, type ZusNetworkFake } from '../sandbox/zus-network.js';
 
 /**
@@ -81,4 +84,44 @@ export async function seedDemoData(deps: {
     INSERT INTO team_wallet_spending (wallet_client_id, purpose, amount_sas, fee_sas, state, created_at)
     SELECT ${deps.team}, 'funding', 1000000000, 10000000, 'settled', now() - interval '120 days' - n * interval '1 hour'
     FROM generate_series(1, 40) AS n`);
+}
+
+/**
+ * Adds a batch task over two shared files (a text file and a small PNG) served by the share
+ * blobbers, and old OpenAI files of several purposes for delete-openai-files.
+ */
+export async function seedDemoBatch(deps: {
+  pool: DatabasePool;
+  storage: FakeBlobberStorage;
+  openai: OpenAIFake;
+}) {
+  const { pool, storage, openai } = deps;
+  const png = Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    Buffer.alloc(64, 3),
+  ]);
+  const files: Array<[string, Uint8Array]> = [
+    [
+      '/reports/q3-summary.txt',
+      Buffer.from('Revenue grew 12% in the third quarter; storage usage doubled.\n'),
+    ],
+    ['/photos/diagram.png', png],
+  ];
+  const ids: bigint[] = [];
+  for (const [path, content] of files) {
+    const stored = storage.addFile({ path, content });
+    const ticket = storage.shareFile(stored.lookupHash);
+    const id = await pool.oneFirst(sql.type(z.object({ id: z.bigint() }))`
+      INSERT INTO share_infos (user_id, auth_ticket, lookup_hash, file_name)
+      VALUES ('alice', ${ticket}, ${stored.lookupHash}, ${path}) RETURNING id`);
+    ids.push(id);
+  }
+  await pool.query(sql.unsafe`
+    INSERT INTO openai_batch_tasks (user_id, prompt, system_prompt, model, share_info_ids)
+    VALUES ('alice', 'Summarise this file for a status report.', 'Answer in two sentences.', 'gpt-4o-mini',
+            ${sql.array(ids, 'int8')})`);
+  const now = Math.floor(Date.now() / 1000);
+  for (const [index, purpose] of ['batch', 'batch_output', 'batch_output', 'assistants'].entries()) {
+    openai.seedFile({ filename: `old-${index}.jsonl`, purpose, createdAt: now - 48 * 3600 });
+  }
 }

@@ -13,21 +13,25 @@ import { EXIT } from '../core/exit-codes.js';
 import { createPushSender } from '../core/notify/fcm.js';
 import { createLogger, type Logger } from '../core/output/logger.js';
 import { walletFromMnemonic } from '../core/zus/wallet.js';
-import { startFakeBlobbers } from '../sandbox/blobbers.js';
+import { startFakeBlobberStorage } from '../sandbox/blobber-storage.js';
+import { createSandboxOperator, startFakeBlobbers } from '../sandbox/blobbers.js';
 import { startElasticsearchFake } from '../sandbox/elasticsearch.js';
 import { createFcmFake, FAKE_PROJECT_ID, fakeCredential, fakeHttpAgent } from '../sandbox/fcm.js';
+import { startOpenAIFake } from '../sandbox/openai.js';
 import { startZusNetwork } from '../sandbox/zus-network.js';
-import { seedDemoData } from './demo-seed.js';
+import { seedDemoBatch, seedDemoData } from './demo-seed.js';
 import { formatStatus, readStatus } from './status.js';
 
 /**
  * demo: runs every worker once against loopback simulators of the Züs network, restricted
- * blobbers, Elasticsearch and FCM from src/sandbox, on the embedded PostgreSQL with realistic
+ * blobbers, blobbers serving shared files, Elasticsearch, FCM and OpenAI from src/sandbox, on the embedded PostgreSQL with realistic
  * sample data. Each worker runs first as a dry run, then for real, and the final status is
  * printed. Nothing leaves the machine, because every simulator listens on 127.0.0.1.
  */
 
 const DEMO_DATABASE = 'zbox_demo';
+const DEMO_OPENAI_KEY = 'sk-zbox-demo-loopback-only';
+const DEMO_SHARE_ALLOCATION = 'de'.repeat(32);
 const ZCN = 10_000_000_000n;
 
 export async function runDemo(options: { json: boolean }, io: RuntimeIo): Promise<number> {
@@ -120,10 +124,22 @@ async function startSimulators(
   const elasticsearch = await startElasticsearchFake();
   cleanup.push(() => elasticsearch.close());
   network.setBalance(team.clientId, 5_000n * ZCN);
+  const shareOwner = await createSandboxOperator();
+  const storage = await startFakeBlobberStorage({
+    allocationId: DEMO_SHARE_ALLOCATION,
+    dataShards: 2,
+    parityShards: 1,
+    owner: shareOwner,
+  });
+  cleanup.push(() => storage.close());
+  network.upsertAllocation(storage.allocationBody());
+  const openai = await startOpenAIFake({ apiKey: DEMO_OPENAI_KEY });
+  cleanup.push(() => openai.close());
 
   const pool = await openPool(url, { maximumPoolSize: 2 });
   try {
     await seedDemoData({ pool, network, blobbers, team: team.clientId });
+    await seedDemoBatch({ pool, storage, openai });
   } finally {
     await pool.end();
   }
@@ -142,6 +158,10 @@ async function startSimulators(
     ZBOX_OPERATOR_WALLET: operator.path,
     ZBOX_BLOBBER_ALLOW_PRIVATE_ADDRESSES: 'true',
     ELASTICSEARCH_URL: elasticsearch.url,
+    OPENAI_API_KEY: DEMO_OPENAI_KEY,
+    OPENAI_BASE_URL: openai.url,
+    // The demo has no S3 simulator in the production image, so images go inline as data: URLs.
+    ZBOX_BATCH_IMAGES: 'inline',
     ZUS_CONFIRMATION_POLL_MS: '200',
     ZBOX_AUTH_TICKET_HORIZON_ROUNDS: '20000',
     ZBOX_AUTH_TICKET_EPOCH_ROUNDS: '10000',
@@ -156,6 +176,8 @@ async function workerSteps(cleanup: Array<() => Promise<void> | void>) {
   const { fundingZbox } = await import('./funding-zbox.js');
   const { expiringAllocations } = await import('./expiring-allocations.js');
   const { deleteWalletTransactions } = await import('./delete-wallet-transactions.js');
+  const { openAIBatchRequest } = await import('./openai-batch-request.js');
+  const { deleteOpenAIFiles } = await import('./delete-openai-files.js');
   const fcm = await createFcmFake();
   cleanup.push(() => fcm.close());
   const funding = fundingZbox({
@@ -175,6 +197,8 @@ async function workerSteps(cleanup: Array<() => Promise<void> | void>) {
     { title: 'funding-zbox', spec: funding },
     { title: 'expiring-allocations', spec: expiringAllocations() },
     { title: 'delete-wallet-transactions', spec: deleteWalletTransactions({}) },
+    { title: 'openai-batch-request', spec: openAIBatchRequest() },
+    { title: 'delete-openai-files', spec: deleteOpenAIFiles() },
   ];
   return steps;
 }
