@@ -1,16 +1,25 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { after, before, beforeEach, test } from 'node:test';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import S3rver from 's3rver';
 import { type DatabasePool, sql } from 'slonik';
+import { z } from 'zod';
 import { migrate } from '../src/core/db/migrate.js';
 import { openPool } from '../src/core/db/pool.js';
 import { createBatch, createOpenAIClient } from '../src/core/openai/client.js';
 import { createMemoryLogger } from '../src/core/output/logger.js';
+import { createS3 } from '../src/core/storage/s3.js';
 import { type OpenAIFake, startOpenAIFake } from '../src/sandbox/openai.js';
 import { runCli, summaryOf } from './support/cli.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 
 const API_KEY = 'sk-test-delete-openai-files';
 const HOUR = 3600;
+const BUCKET = 'zbox-batch-images';
 
 let database: TestDatabase;
 let pool: DatabasePool;
@@ -127,11 +136,66 @@ test('repeated cursor stops the listing with a reason', async () => {
 
 test('expired batch images are deleted from S3 and marked', async () => {
   await pool.query(sql.unsafe`TRUNCATE batch_image_uploads, openai_batch_tasks CASCADE`);
-  const result = await runCli(['delete-openai-files', '--json'], env());
-  assert.equal(result.code, 0);
+  const none = await runCli(['delete-openai-files', '--json'], env());
+  assert.equal(none.code, 0);
   assert.equal(
-    (summaryOf(result).details as Record<string, unknown>).images_deleted,
+    (summaryOf(none).details as Record<string, unknown>).images_deleted,
     0,
     'no S3 call without due images',
   );
+
+  const directory = mkdtempSync(join(tmpdir(), 'zbox-s3rver-'));
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    silent: true,
+    directory,
+    configureBuckets: [{ name: BUCKET, configs: [] }],
+  });
+  const address = await server.run();
+  const s3Env = {
+    ZBOX_S3_BUCKET: BUCKET,
+    ZBOX_S3_ENDPOINT: `http://127.0.0.1:${address.port}`,
+    ZBOX_S3_FORCE_PATH_STYLE: 'true',
+    AWS_ACCESS_KEY_ID: 'S3RVER',
+    AWS_SECRET_ACCESS_KEY: 'S3RVER',
+  };
+  const s3 = await createS3({
+    bucket: BUCKET,
+    region: 'us-east-1',
+    endpoint: s3Env.ZBOX_S3_ENDPOINT,
+    forcePathStyle: true,
+    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+    logger: createMemoryLogger(),
+  });
+  try {
+    const taskId = await pool.oneFirst(sql.type(z.object({ id: z.bigint() }))`
+      INSERT INTO openai_batch_tasks (user_id, prompt, model, share_info_ids) VALUES ('u', 'p', 'm', '{1}') RETURNING id`);
+    for (const [index, hoursAgo] of [48, 30, -10].entries()) {
+      const key = `batch-images/task-${taskId}/share-${index}`;
+      await s3.uploadStream(key, Readable.from([Buffer.from(`image ${index}`)]), 'image/png');
+      await pool.query(sql.unsafe`
+        INSERT INTO batch_image_uploads (task_id, share_info_id, s3_key, delete_after)
+        VALUES (${taskId}, ${index}, ${key}, now() - make_interval(hours => ${hoursAgo}))`);
+    }
+    const result = await runCli(['delete-openai-files', '--json'], env(s3Env));
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    assert.equal((summaryOf(result).details as Record<string, unknown>).images_deleted, 2);
+    const marked = await pool.anyFirst(sql.type(z.object({ s3_key: z.string() }))`
+      SELECT s3_key FROM batch_image_uploads WHERE deleted_at IS NOT NULL ORDER BY s3_key`);
+    assert.deepEqual(
+      [...marked],
+      [`batch-images/task-${taskId}/share-0`, `batch-images/task-${taskId}/share-1`],
+    );
+    const kept = await s3.client.send(new ListObjectsV2Command({ Bucket: BUCKET }));
+    assert.deepEqual(
+      (kept.Contents ?? []).map((object) => object.Key),
+      [`batch-images/task-${taskId}/share-2`],
+      'only the image whose URL may still be read stays',
+    );
+  } finally {
+    s3.close();
+    await server.close();
+    rmSync(directory, { recursive: true, force: true });
+  }
 });

@@ -197,3 +197,21 @@ test('insufficient quota halts the run and keeps the task', async () => {
   assert.equal(row.status, 'pending');
   assert.equal(row.attempts, 0, 'the halted task spent no attempt');
 });
+
+test('failure between upload and batch creation uploads once', async () => {
+  const id = await addTask(['/notes/hello.txt']);
+  openai.failNextRequests(1, { kind: 'server_error', status: 500 }, { method: 'POST', path: '/v1/batches' });
+  const first = await runCli(['openai-batch-request', '--json'], env());
+  assert.equal(first.code, 0, first.stdout.slice(-1500));
+  let row = await task(id);
+  assert.equal(row.status, 'pending');
+  assert.ok(row.input_file_id !== null, 'the upload was recorded before the failure');
+  assert.equal(openai.batches().length, 0);
+  await pool.query(sql.unsafe`UPDATE openai_batch_tasks SET next_attempt_at = now() WHERE id = ${id}`);
+  const second = await runCli(['openai-batch-request', '--json'], env());
+  assert.equal(second.code, 0);
+  row = await task(id);
+  assert.equal(row.status, 'succeeded');
+  assert.equal(openai.files().length, 1, 'the retry did not upload again');
+  assert.equal(openai.batches().length, 1);
+});
