@@ -3,6 +3,7 @@ import { after, before, test } from 'node:test';
 import { migrate } from '../src/core/db/migrate.js';
 import { createMemoryLogger } from '../src/core/output/logger.js';
 import { type ElasticsearchFake, startElasticsearchFake } from '../src/sandbox/elasticsearch.js';
+import { type OpenAIFake, startOpenAIFake } from '../src/sandbox/openai.js';
 import { startZusNetwork, type ZusNetworkFake } from '../src/sandbox/zus-network.js';
 import { runCli } from './support/cli.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
@@ -13,6 +14,8 @@ const ZCN = 10_000_000_000n;
 let database: TestDatabase;
 let network: ZusNetworkFake;
 let elasticsearch: ElasticsearchFake;
+let openai: OpenAIFake;
+const OPENAI_KEY = 'sk-doctor-test';
 const wallets = walletFolder();
 let team: WalletFile;
 let operator: WalletFile;
@@ -22,13 +25,14 @@ before(async () => {
   await migrate(database.url, createMemoryLogger());
   network = await startZusNetwork({ sharders: 2, miners: 2 });
   elasticsearch = await startElasticsearchFake();
+  openai = await startOpenAIFake({ apiKey: OPENAI_KEY });
   team = await wallets.create('team');
   operator = await wallets.create('operator');
   network.setBalance(team.wallet.clientId, 20_000n * ZCN);
 });
 
 after(async () => {
-  await Promise.all([network.close(), elasticsearch.close()]);
+  await Promise.all([network.close(), elasticsearch.close(), openai.close()]);
   await database.drop();
   wallets.remove();
 });
@@ -41,6 +45,8 @@ function env(extra: Record<string, string> = {}) {
     ZBOX_TEAM_WALLET: team.path,
     ZBOX_OPERATOR_WALLET: operator.path,
     ELASTICSEARCH_URL: elasticsearch.url,
+    OPENAI_API_KEY: OPENAI_KEY,
+    OPENAI_BASE_URL: openai.url,
     ZBOX_FIREBASE_CREDENTIALS: JSON.stringify({
       type: 'service_account',
       project_id: 'zbox-test',
@@ -68,9 +74,22 @@ test('doctor passes when every dependency answers', async () => {
   const { code, checks } = await doctor();
   assert.equal(code, 0, JSON.stringify([...checks.values()]));
   for (const check of checks.values()) {
-    assert.equal(check.status, 'OK', `${check.check}: ${check.detail}`);
+    // No S3 bucket is configured here, so that one check is skipped.
+    assert.equal(
+      check.status,
+      check.check === 's3 bucket' ? 'SKIP' : 'OK',
+      `${check.check}: ${check.detail}`,
+    );
   }
+  assert.match(String(checks.get('openai')?.detail), /^reachable/);
   assert.match(String(checks.get('team wallet')?.detail), /balance 20000 ZCN/);
+});
+
+test('doctor fails on a wrong OpenAI key', async () => {
+  const { code, checks, output } = await doctor({ OPENAI_API_KEY: 'sk-wrong-key-for-doctor' });
+  assert.equal(code, 4);
+  assert.equal(checks.get('openai')?.status, 'FAIL');
+  assert.doesNotMatch(output, /sk-wrong-key-for-doctor/);
 });
 
 test('doctor fails on an unreachable Elasticsearch', async () => {

@@ -20,7 +20,8 @@ import { WORKER_CATALOG } from './catalog.js';
 /**
  * doctor: checks the configuration of every worker and probes each configured dependency
  * read-only (database and schema, sharders and miners, the wallets and the team wallet's balance
- * against the spend caps, Elasticsearch, the Firebase credential). Prints OK, FAIL or SKIP per
+ * against the spend caps, Elasticsearch, OpenAI, the S3 bucket and whether its credentials outlive
+ * the presigned URLs, the Firebase credential). Prints OK, FAIL or SKIP per
  * check with the reason; exits 0 only when nothing failed, otherwise 4.
  */
 
@@ -144,6 +145,22 @@ function checks(env: Environment, embedded: boolean): Check[] {
       },
     },
     {
+      name: 'openai',
+      run: async () => {
+        if (!isSet(env, 'OPENAI_API_KEY')) {
+          return { skip: 'OPENAI_API_KEY is unset' };
+        }
+        const { connectOpenAI } = await import('../core/openai/connect.js');
+        const { listFiles } = await import('../core/openai/client.js');
+        const client = await connectOpenAI(env, logger);
+        for await (const _file of listFiles(client, { limit: 1 })) {
+          break;
+        }
+        return `reachable at ${requireVariable(env, 'OPENAI_BASE_URL')}; the key may list files`;
+      },
+    },
+    { name: 's3 bucket', run: () => checkS3(env) },
+    {
       name: 'firebase credential',
       run: async () => {
         if (!isSet(env, 'ZBOX_FIREBASE_CREDENTIALS')) {
@@ -208,6 +225,29 @@ async function checkTeamWallet(env: Environment, embedded: boolean): Promise<str
     throw new Error(`${figures}: the balance is below what one run may spend (top up ${wallet.clientId})`);
   }
   return figures;
+}
+
+/** Checks the bucket and that the signing credentials outlive the presigned image URLs. */
+async function checkS3(env: Environment): Promise<string | { skip: string }> {
+  if (!isSet(env, 'ZBOX_S3_BUCKET')) {
+    return { skip: 'ZBOX_S3_BUCKET is unset' };
+  }
+  const { connectS3 } = await import('../core/openai/connect.js');
+  const s3 = await connectS3(env, createMemoryLogger());
+  try {
+    await s3.headBucket();
+    const lifetimeSeconds = 24 * 3600 + requireVariable(env, 'ZBOX_BATCH_URL_MARGIN_HOURS') * 3600;
+    const credentials = await s3.client.config.credentials();
+    const expiration = (credentials as { expiration?: Date }).expiration;
+    if (expiration !== undefined && expiration.getTime() < Date.now() + lifetimeSeconds * 1000) {
+      throw new Error(
+        `bucket ${s3.bucket} reachable, but the credentials expire at ${expiration.toISOString()}, before presigned URLs of ${lifetimeSeconds / 3600} h would: use long-lived keys or ZBOX_BATCH_IMAGES=inline`,
+      );
+    }
+    return `bucket ${s3.bucket} reachable; credentials ${expiration === undefined ? 'do not expire' : `expire at ${expiration.toISOString()}`}`;
+  } finally {
+    s3.close();
+  }
 }
 
 function formatResults(results: CheckResult[]): string {

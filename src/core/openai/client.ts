@@ -723,7 +723,13 @@ export async function writeBatchInputFile(
     await finished(output);
     return { lines: seen.size, bytes, model };
   } catch (error) {
-    output.destroy();
+    // The stream opens its file asynchronously: wait until it is closed, or the unlink below
+    // could run before the open and leave the partial file behind.
+    if (!output.closed) {
+      const closed = once(output, 'close');
+      output.destroy();
+      await closed;
+    }
     await rm(filePath, { force: true });
     throw error;
   }
