@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { WORKER_CATALOG } from './commands/catalog.js';
-import { type RuntimeIo, runWorker, type WorkerOptions, type WorkerSpec } from './core/engine/runtime.js';
+import type { RuntimeIo, WorkerOptions, WorkerSpec } from './core/engine/runtime.js';
 import { StopController } from './core/engine/stop.js';
 import { ConfigError, errorMessage, StartupError } from './core/errors.js';
 import { EXIT } from './core/exit-codes.js';
@@ -137,6 +137,8 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     worker.addOptions?.(command);
     command.action(async (options: Record<string, unknown>) => {
       const spec = await worker.load(options);
+      // The runtime (slonik, zod, the database code) loads only when a worker runs, not for --help.
+      const { runWorker } = await import('./core/engine/runtime.js');
       const summary = await runWorker(spec, workerOptions(options), io);
       setExitCode(summary.exit_code);
     });
