@@ -12,11 +12,14 @@
  * The owner signs sha3-256 of the `:`-joined fields with the wallet key. The field list grew over
  * SDK versions, so verification accepts each published form (see `ticketSignedTexts`).
  */
-import { createPublicKey, verify as verifyEd25519 } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { z } from 'zod';
 import { PermanentError, TransientError } from '../errors.js';
-import { initSignatureSchemes, type SignatureScheme, verifySignature } from '../zus/signature.js';
+import {
+  initSignatureSchemes,
+  type SignatureScheme,
+  verifyMessageSignature,
+  verifySignature,
+} from '../zus/signature.js';
 import { sha3Hex } from '../zus/transaction.js';
 import { quoteText } from './url-guard.js';
 
@@ -274,19 +277,6 @@ function isoTime(unixSeconds: number): string {
 // Owner signatures over raw bytes
 // ---------------------------------------------------------------------------------------------
 
-/** The part of the bls-wasm 0.4.8 API used here. The package ships no type declarations. */
-interface BlsVerifier {
-  PublicKey: new () => {
-    deserializeHexStr(hex: string): void;
-    isZero(): boolean;
-    isValidOrder(): boolean | number;
-    verify(signature: unknown, message: Uint8Array): boolean;
-  };
-  Signature: new () => { deserializeHexStr(hex: string): void; isValidOrder(): boolean | number };
-}
-
-const HEX = /^(?:[0-9a-fA-F]{2})+$/;
-
 /**
  * Verifies a signature over raw message bytes. The Go SDK signs a file's content hash this way:
  * `client.Sign(actual_file_hash)` hex-decodes the hash and signs the bytes, so an MD5 hash gives a
@@ -300,41 +290,6 @@ export async function verifyBytesSignature(
   message: Uint8Array,
   signatureHex: string,
 ): Promise<boolean> {
-  if (!HEX.test(publicKeyHex) || !HEX.test(signatureHex)) {
-    return false;
-  }
-  if (scheme === 'ed25519') {
-    return verifyEd25519Bytes(publicKeyHex, message, signatureHex);
-  }
-  // initSignatureSchemes initialises the one bls-wasm module instance for BN254, which
-  // `require` then returns from its cache.
   await initSignatureSchemes();
-  const bls = createRequire(import.meta.url)('bls-wasm') as BlsVerifier;
-  const publicKey = new bls.PublicKey();
-  const signature = new bls.Signature();
-  try {
-    publicKey.deserializeHexStr(publicKeyHex);
-    signature.deserializeHexStr(signatureHex);
-  } catch {
-    return false;
-  }
-  if (publicKey.isZero() || !publicKey.isValidOrder() || !signature.isValidOrder()) {
-    return false;
-  }
-  return publicKey.verify(signature, message);
-}
-
-function verifyEd25519Bytes(publicKeyHex: string, message: Uint8Array, signatureHex: string): boolean {
-  if (publicKeyHex.length !== 64 || signatureHex.length !== 128) {
-    return false;
-  }
-  try {
-    const key = createPublicKey({
-      key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKeyHex, 'hex').toString('base64url') },
-      format: 'jwk',
-    });
-    return verifyEd25519(null, message, key, Buffer.from(signatureHex, 'hex'));
-  } catch {
-    return false;
-  }
+  return verifyMessageSignature(scheme, publicKeyHex, message, signatureHex);
 }

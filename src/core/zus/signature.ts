@@ -324,7 +324,28 @@ export function verifySignature(
   if (!HASH_HEX.test(hashHex) || !isHex(publicKeyHex) || !isHex(signatureHex)) {
     return false;
   }
-  const message = new Uint8Array(Buffer.from(hashHex, 'hex'));
+  return verifyMessageSignature(
+    scheme,
+    publicKeyHex,
+    new Uint8Array(Buffer.from(hashHex, 'hex')),
+    signatureHex,
+  );
+}
+
+/**
+ * Verifies a signature over raw message bytes, as they are and not hashed first (the Go SDK signs
+ * a file's content hash this way). For bls0chain, initSignatureSchemes must have finished.
+ * Returns false for any malformed input.
+ */
+export function verifyMessageSignature(
+  scheme: SignatureScheme,
+  publicKeyHex: string,
+  message: Uint8Array,
+  signatureHex: string,
+): boolean {
+  if (!isHex(publicKeyHex) || !isHex(signatureHex)) {
+    return false;
+  }
   switch (scheme) {
     case 'bls0chain':
       return verifyBls(loadedBls(), publicKeyHex, message, signatureHex);
