@@ -113,7 +113,13 @@ function ticketWorker(deps: {
         return { ticket, round: ticketRound };
       } catch (error) {
         if (error instanceof TransientError) {
-          await coolDownBlobber(ctx, task.blobberId, error.message);
+          // This task waits for the blobber's cooldown like the blobber's other rows.
+          const until = await coolDownBlobber(ctx, task.blobberId, error.message);
+          throw new TransientError(error.message, {
+            dependency: task.blobberId,
+            retryAfterSeconds: Math.max(0, Math.ceil((until.getTime() - Date.now()) / 1000)),
+            cause: error,
+          });
         }
         throw error;
       }
@@ -223,11 +229,12 @@ function skipReason(info: BlobberInfo | undefined): string | undefined {
   return undefined;
 }
 
-async function coolDownBlobber(ctx: RunContext, blobberId: string, error: string): Promise<void> {
+async function coolDownBlobber(ctx: RunContext, blobberId: string, error: string): Promise<Date> {
   const until = await recordBlobberFailure(ctx.pool, blobberId, error, {
     baseSeconds: ctx.retry.backoffBaseSeconds,
     maxSeconds: ctx.retry.backoffMaxSeconds,
   });
   await deferTicketsOfBlobber(ctx.pool, blobberId, until);
   ctx.logger.warn('blobber cooling down', { blobber_id: blobberId, until: until.toISOString(), error });
+  return until;
 }

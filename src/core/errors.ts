@@ -25,6 +25,8 @@ export interface TaskErrorOptions {
    * attempts it used, until the chain says the transaction applied, failed or can never apply.
    */
   inFlight?: boolean;
+  /** The dependency must not be called again sooner than this (an HTTP retry-after, a cooldown). */
+  retryAfterSeconds?: number;
   cause?: unknown;
 }
 
@@ -33,11 +35,13 @@ export class TransientError extends Error {
   override name = 'TransientError';
   readonly dependency: string | undefined;
   readonly inFlight: boolean;
+  readonly retryAfterSeconds: number | undefined;
 
   constructor(message: string, options: TaskErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.dependency = options.dependency;
     this.inFlight = options.inFlight === true;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }
 

@@ -398,13 +398,12 @@ export function outcomeOfError<R>(error: unknown): Outcome<R> {
     return { kind: 'dead', reason: error.message };
   }
   if (error instanceof TransientError) {
-    const retryAfter = (error as { retryAfterSeconds?: unknown }).retryAfterSeconds;
     return {
       kind: 'retry',
       error: error.message,
       dependency: error.dependency,
       inFlight: error.inFlight,
-      retryAfterSeconds: typeof retryAfter === 'number' ? retryAfter : undefined,
+      retryAfterSeconds: error.retryAfterSeconds,
     };
   }
   if (error instanceof HaltError) {

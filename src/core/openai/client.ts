@@ -413,12 +413,14 @@ function isApiStatus(error: unknown, status: number): boolean {
 /** A 429 rate limit: retry later, no sooner than `retryAfterSeconds` when OpenAI sent it. */
 export class OpenAIRateLimitError extends TransientError {
   override name = 'OpenAIRateLimitError';
-  /** Seconds to wait from the `retry-after-ms` or `retry-after` response header. */
-  readonly retryAfterSeconds: number | undefined;
 
+  /** `retryAfterSeconds` comes from the `retry-after-ms` or `retry-after` response header. */
   constructor(message: string, retryAfterSeconds: number | undefined, cause: unknown) {
-    super(message, { dependency: 'openai', cause });
-    this.retryAfterSeconds = retryAfterSeconds;
+    super(message, {
+      dependency: 'openai',
+      cause,
+      ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
+    });
   }
 }
 
