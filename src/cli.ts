@@ -25,7 +25,7 @@ Exit codes:
   70       internal error (a bug)
   130/143  interrupted by SIGINT/SIGTERM after draining`;
 
-/** How the CLI runs a worker of the catalog: its own options and the module that does the work. */
+/** Command-line part of a catalog worker: its own options and the module that does the work. */
 interface WorkerCommand {
   addOptions?: (command: Command) => void;
   load: (options: Record<string, unknown>) => Promise<WorkerSpec>;

@@ -286,7 +286,8 @@ test('dry run prints the plan and sends nothing', async () => {
   const plan = result.lines.find((line) => String(line.msg).startsWith('would create'));
   assert.ok(plan !== undefined, result.stdout);
   assert.equal(plan.kind, 'new');
-  assert.ok(Array.isArray(plan.blobbers) && plan.blobbers.length === 4);
+  assert.ok(Array.isArray(plan.blobbers));
+  assert.equal(plan.blobbers.length, 4);
   assert.match(String(plan.lock_zcn), /^\d+(\.\d+)?$/);
   assert.equal((await task(id)).status, 'pending');
   assert.equal(teamTransactions().length, sentBefore, 'nothing was sent');

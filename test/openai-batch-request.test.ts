@@ -127,7 +127,8 @@ test('text and image shares become one batch; others get reasons', async () => {
   assert.equal(result.code, 0, result.stdout.slice(-2000) + result.stderr);
   const row = await task(id);
   assert.equal(row.status, 'succeeded');
-  assert.ok(row.batch_id !== null && row.input_file_id !== null);
+  assert.notEqual(row.batch_id, null);
+  assert.notEqual(row.input_file_id, null);
   assert.deepEqual(
     Object.keys(row.file_reasons).sort(),
     [String(shares.get('/bin/blob.bin')), String(shares.get('/pictures/loop.gif'))].sort(),

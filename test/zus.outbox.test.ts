@@ -150,7 +150,8 @@ test('transaction failing on chain is reported with its output', async () => {
   await outbox.settle('failing:1');
   const result = await outbox.settle('failing:1');
   assert.equal(result.kind, 'failed');
-  assert.ok(result.kind === 'failed' && result.reason.length > 0, 'the chain output is the reason');
+  assert.ok(result.kind === 'failed');
+  assert.ok(result.reason.length > 0, 'the chain output is the reason');
 });
 
 test('four processes send 200 with gap-free nonces', async () => {

@@ -2,7 +2,7 @@ import type { VariableName } from '../core/config.js';
 
 /**
  * The workers this binary has: their help line, suggested schedule, the variables they need and,
- * for queue workers, the table that holds their tasks. `status`, `requeue` and `doctor` read it;
+ * for queue workers, the table that contains their tasks. `status`, `requeue` and `doctor` read it;
  * the CLI registers one command per entry.
  */
 export interface WorkerEntry {

@@ -218,7 +218,7 @@ function describeReasons(reasons: Record<string, string>): string {
     .join('; ');
 }
 
-/** One request line per usable share; a share that cannot be used gets a reason instead. */
+/** Builds one request line per usable share. A share that cannot be used gets a reason instead. */
 async function prepareRequests(task: BatchTask, deps: Deps, ctx: RunContext, folder: string) {
   const rows = await ctx.pool.any(sql.type(
     z.object({ id: z.bigint(), auth_ticket: z.string(), lookup_hash: z.string() }),

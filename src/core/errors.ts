@@ -22,7 +22,7 @@ export interface TaskErrorOptions {
   dependency?: string;
   /**
    * A signed transaction of this task may still apply. The task then stays pending however many
-   * attempts it used, until the chain says the transaction applied, failed or can never apply.
+   * attempts it used, until the chain reports that the transaction applied, failed or can never apply.
    */
   inFlight?: boolean;
   /** The dependency must not be called again sooner than this (an HTTP retry-after, a cooldown). */

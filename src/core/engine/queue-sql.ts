@@ -101,7 +101,7 @@ export async function markSucceeded(db: CommonQueryMethods, tableName: string, i
 
 /**
  * Records a transient failure: back to pending after `delaySeconds`, or dead when the row has
- * used all its attempts, unless `keepAlive` says a signed transaction of the task may still
+ * used all its attempts, unless `keepAlive` marks that a signed transaction of the task may still
  * apply. Returns the new status, or undefined when the row is no longer this run's.
  */
 export async function markFailedTransient(

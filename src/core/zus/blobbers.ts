@@ -160,7 +160,7 @@ export interface UpdateMinLockRequest {
   removeBlobberId?: string;
 }
 
-/** The lock in SAS the chain requires for an allocation update (`allocation-update-min-lock`). */
+/** Reads the lock in SAS the chain requires for an allocation update (`allocation-update-min-lock`). */
 export async function fetchUpdateMinLock(
   sharders: ShardersClient,
   request: UpdateMinLockRequest,

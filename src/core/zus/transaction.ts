@@ -13,7 +13,7 @@ import { STORAGE_SC_ADDRESS } from './storage-config.js';
 export const TXN_TYPE_SEND = 0;
 export const TXN_TYPE_SMART_CONTRACT = 1000;
 
-/** What signs a transaction: the wallet's identity and its signing function; the key stays inside. */
+/** Signer of a transaction: the wallet's identity and its signing function. The key stays inside. */
 export interface TransactionSigner {
   clientId: string;
   publicKey: string;
