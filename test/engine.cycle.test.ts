@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { type DatabasePool, sql } from 'slonik';
+import { type DatabasePool, type DatabaseTransactionConnection, sql } from 'slonik';
 import { z } from 'zod';
 import { openPool } from '../src/core/db/pool.js';
 import { runQueueCycle } from '../src/core/engine/cycle.js';
@@ -335,4 +335,141 @@ test('task with a transaction in flight never dies on attempts', async () => {
   );
   assert.equal(row.status, 'pending', 'not dead although its one attempt is used');
   assert.equal(row.attempts, 1);
+});
+
+describe('recording the successes of one execution', () => {
+  const resultRow = z.object({ id: z.bigint(), status: z.string(), result: z.string().nullable() });
+
+  async function rowsOf(table: string) {
+    return pool.any(sql.type(resultRow)`
+      SELECT id, status, result FROM ${sql.identifier([table])} ORDER BY id`);
+  }
+
+  function batchWorker(
+    table: string,
+    executeBatch: NonNullable<ReturnType<typeof testWorker>['executeBatch']>,
+  ) {
+    return { ...testWorker(table, async () => 'unused'), execute: undefined, executeBatch, batchSize: 10 };
+  }
+
+  test('a batch is recorded by one recordSuccessMany call with only the tasks this run still owns', async () => {
+    const table = 'queue_record_many';
+    await createTestQueue(pool, table, 10);
+    const calls: bigint[][] = [];
+    let singleCalls = 0;
+    const worker = {
+      ...batchWorker(table, async (tasks) => {
+        // Another run takes the first task over while this batch runs.
+        await pool.query(sql.unsafe`
+          UPDATE ${sql.identifier([table])} SET locked_by = gen_random_uuid() WHERE id = ${tasks[0]?.id ?? 0n}`);
+        return new Map(
+          tasks.map((task) => [task.id, { kind: 'succeeded' as const, result: `done ${task.id}` }]),
+        );
+      }),
+      recordSuccess: async () => {
+        singleCalls += 1;
+      },
+      recordSuccessMany: async (
+        tx: DatabaseTransactionConnection,
+        succeeded: Array<{ task: { id: bigint }; result: string }>,
+      ) => {
+        calls.push(succeeded.map((item) => item.task.id));
+        await tx.query(sql.unsafe`
+          UPDATE ${sql.identifier([table])} AS t SET result = s.result
+          FROM unnest(${sql.array(
+            succeeded.map((item) => item.task.id),
+            'int8',
+          )}::int8[], ${sql.array(
+            succeeded.map((item) => item.result),
+            'text',
+          )}::text[]) AS s(id, result)
+          WHERE t.id = s.id`);
+      },
+    };
+    const ctx = testContext(pool, { concurrency: 1 });
+    await runQueueCycle(worker, ctx);
+
+    assert.equal(singleCalls, 0, 'recordSuccess is not called when recordSuccessMany is present');
+    assert.deepEqual(calls, [[2n, 3n, 4n, 5n, 6n, 7n, 8n, 9n, 10n]], 'one call, without the task taken over');
+    assert.equal(ctx.counters.succeeded, 9);
+    assert.equal(ctx.counters.lost, 1);
+    const rows = await rowsOf(table);
+    assert.deepEqual(
+      rows[0],
+      { id: 1n, status: 'in_progress', result: null },
+      'the taken-over row is untouched',
+    );
+    for (const row of rows.slice(1)) {
+      assert.deepEqual(row, { id: row.id, status: 'succeeded', result: `done ${row.id}` });
+    }
+  });
+
+  test('a failing recordSuccessMany leaves no success of its batch written', async () => {
+    const table = 'queue_record_many_fails';
+    await createTestQueue(pool, table, 4);
+    const worker = {
+      ...batchWorker(table, async (tasks) => {
+        return new Map(tasks.map((task) => [task.id, { kind: 'succeeded' as const, result: 'ok' }]));
+      }),
+      recordSuccessMany: async (tx: DatabaseTransactionConnection) => {
+        await tx.query(sql.unsafe`UPDATE ${sql.identifier([table])} SET result = 'written'`);
+        throw new Error('the record step failed');
+      },
+    };
+    await assert.rejects(
+      runQueueCycle(worker, testContext(pool, { concurrency: 1 })),
+      /the record step failed/,
+    );
+    const rows = await rowsOf(table);
+    assert.equal(rows.length, 4);
+    for (const row of rows) {
+      assert.equal(row.status, 'in_progress', `row ${row.id} keeps its claim until the lease expires`);
+      assert.equal(row.result, null, `row ${row.id} has no partial record`);
+    }
+  });
+
+  test('successes and failures of one batch are each recorded', async () => {
+    const table = 'queue_batch_mixed';
+    await createTestQueue(pool, table, 6);
+    const worker = {
+      ...batchWorker(table, async (tasks) => {
+        return new Map(
+          tasks.map((task) => [
+            task.id,
+            task.id % 2n === 0n
+              ? { kind: 'succeeded' as const, result: `even ${task.id}` }
+              : { kind: 'dead' as const, reason: `odd ${task.id}` },
+          ]),
+        );
+      }),
+    };
+    const ctx = testContext(pool, { concurrency: 1 });
+    await runQueueCycle(worker, ctx);
+    assert.equal(ctx.counters.succeeded, 3);
+    assert.equal(ctx.counters.dead, 3);
+    const rows = await rowsOf(table);
+    assert.deepEqual(
+      rows.map((row) => [row.id, row.status, row.result]),
+      [
+        [1n, 'dead', null],
+        [2n, 'succeeded', 'even 2'],
+        [3n, 'dead', null],
+        [4n, 'succeeded', 'even 4'],
+        [5n, 'dead', null],
+        [6n, 'succeeded', 'even 6'],
+      ],
+    );
+  });
+
+  test('a worker that records no columns of its own has its successes marked', async () => {
+    const table = 'queue_no_record';
+    await createTestQueue(pool, table, 25);
+    const worker = { ...testWorker(table, async () => 'ok'), recordSuccess: undefined };
+    const ctx = testContext(pool, { concurrency: 4 });
+    await runQueueCycle(worker, ctx);
+    assert.equal(ctx.counters.succeeded, 25);
+    const statuses = await pool.anyFirst(sql.type(z.object({ status: z.string() }))`
+      SELECT DISTINCT status FROM ${sql.identifier([table])}`);
+    assert.deepEqual(statuses, ['succeeded']);
+  });
 });

@@ -38,6 +38,11 @@ export async function openPool(url: string, options: PoolOptions = {}): Promise<
       connectionTimeout: (options.connectionTimeoutSeconds ?? 10) * 1000,
       idleTimeout: 5_000,
       captureStackTrace: false,
+      // slonik's default sends DISCARD ALL each time a connection goes back to the pool: one more
+      // round trip per statement outside a transaction. Nothing here leaves session state behind:
+      // settings are transaction-local (set_config(..., true)), the nonce locks are transaction
+      // locks, the singleton lock is released in a finally block, and a process runs one cycle.
+      resetConnection: async () => undefined,
     });
     await pool.query(sqlPing);
   } catch (error) {

@@ -18,7 +18,9 @@ import {
  * One cycle of a queue worker (claim -> execute with bounded concurrency -> record):
  * - rows are claimed in chunks by one statement each, with a lease and attempts + 1;
  * - no database transaction is open while a task calls out;
- * - every outcome is written in a short transaction guarded by this run's id;
+ * - every outcome is written in a short transaction guarded by this run's id; the successes of one
+ *   execution (one task, or one batch) are marked by a single statement, in autocommit when the
+ *   worker records nothing of its own;
  * - after `cooldownFailures` consecutive transient failures of one dependency, no task of that
  *   dependency starts again in this run, and its unstarted claims go back without an attempt;
  * - on a stop (signal or deadline) no task starts; in-flight tasks get the grace period.
@@ -37,6 +39,14 @@ export type Outcome<R> =
   | { kind: 'dead'; reason: string }
   /** Give the task back without an attempt and start no further task (a guard rail). */
   | { kind: 'halt'; reason: string };
+
+/** Every outcome but success. */
+type Failure = Exclude<Outcome<unknown>, { kind: 'succeeded' }>;
+
+export interface Succeeded<T, R> {
+  task: T;
+  result: R;
+}
 
 export interface QueueWorker<T extends { id: bigint }, R> {
   name: string;
@@ -59,6 +69,12 @@ export interface QueueWorker<T extends { id: bigint }, R> {
   cooldownAfterFailures?: number;
   /** Writes the worker's own columns of a succeeded task, in the transaction that marks it. */
   recordSuccess?(tx: DatabaseTransactionConnection, task: T, result: R): Promise<void>;
+  /**
+   * Writes the worker's own columns of the succeeded tasks of one execution (a whole batch) in
+   * the transaction that marks them, with set-based statements. Gets only the tasks this run still
+   * owns; takes the place of `recordSuccess` when both are present.
+   */
+  recordSuccessMany?(tx: DatabaseTransactionConnection, succeeded: Array<Succeeded<T, R>>): Promise<void>;
   /** Describes what a task would do, for --dry-run; it may make read-only calls. */
   describe(task: T, ctx: RunContext): Promise<{ action: string; fields?: Fields }>;
   /** Adds what the producer step would queue to a dry run's plan; the engine then describes the rows already due. */
@@ -217,13 +233,58 @@ class Cycle<T extends { id: bigint }, R> {
 
   async #execute(tasks: T[]): Promise<void> {
     const outcomes = await this.#outcomesOf(tasks);
+    const succeeded: Array<Succeeded<T, R>> = [];
+    const others: Array<[T, Failure]> = [];
     for (const task of tasks) {
-      const outcome = outcomes.get(task.id) ?? {
+      const outcome: Outcome<R> = outcomes.get(task.id) ?? {
         kind: 'retry',
         error: 'the worker returned no outcome for this task',
       };
+      if (outcome.kind === 'succeeded') {
+        succeeded.push({ task, result: outcome.result });
+      } else {
+        others.push([task, outcome]);
+      }
+    }
+    if (succeeded.length > 0) {
+      await this.#recordSucceeded(succeeded);
+    }
+    for (const [task, outcome] of others) {
       await this.#record(task, outcome);
     }
+  }
+
+  /**
+   * Marks the succeeded tasks of one execution with one statement. A worker with columns of its
+   * own writes them in the same transaction, for the tasks this run still owns. A worker without
+   * them needs no transaction.
+   */
+  async #recordSucceeded(succeeded: Array<Succeeded<T, R>>): Promise<void> {
+    const { ctx, worker } = this;
+    const ids = succeeded.map((item) => item.task.id);
+    const recordsOwnColumns = worker.recordSuccessMany !== undefined || worker.recordSuccess !== undefined;
+    const owned = !recordsOwnColumns
+      ? await markSucceeded(ctx.pool, worker.table, ids, ctx.runId)
+      : await ctx.pool.transaction(async (tx) => {
+          const marked = await markSucceeded(tx, worker.table, ids, ctx.runId);
+          const mine = succeeded.filter((item) => marked.has(item.task.id));
+          if (mine.length === 0) {
+            return marked;
+          }
+          if (worker.recordSuccessMany !== undefined) {
+            await worker.recordSuccessMany(tx, mine);
+          } else {
+            for (const item of mine) {
+              await worker.recordSuccess?.(tx, item.task, item.result);
+            }
+          }
+          return marked;
+        });
+    for (const { task } of succeeded) {
+      this.#count(ctx.logger.child({ task_id: String(task.id) }), owned.has(task.id), 'succeeded');
+      this.#noteSuccess(worker.dependencyOf(task));
+    }
+    ctx.onProgress();
   }
 
   async #outcomesOf(tasks: T[]): Promise<Map<bigint, Outcome<R>>> {
@@ -245,22 +306,11 @@ class Cycle<T extends { id: bigint }, R> {
     }
   }
 
-  async #record(task: T, outcome: Outcome<R>): Promise<void> {
+  /** Records an outcome other than success, in its own statement. */
+  async #record(task: T, outcome: Failure): Promise<void> {
     const { ctx, worker } = this;
     const log = ctx.logger.child({ task_id: String(task.id) });
-    const dependency =
-      outcome.kind === 'retry' ? (outcome.dependency ?? worker.dependencyOf(task)) : undefined;
-    if (outcome.kind === 'succeeded') {
-      const mine = await ctx.pool.transaction(async (tx) => {
-        const owned = await markSucceeded(tx, worker.table, task.id, ctx.runId);
-        if (owned && worker.recordSuccess !== undefined) {
-          await worker.recordSuccess(tx, task, outcome.result);
-        }
-        return owned;
-      });
-      this.#count(log, mine, 'succeeded');
-      this.#noteSuccess(worker.dependencyOf(task));
-    } else if (outcome.kind === 'halt') {
+    if (outcome.kind === 'halt') {
       await this.#halt(task, outcome.reason);
     } else if (outcome.kind === 'dead') {
       const mine = await markDead(ctx.pool, worker.table, task.id, ctx.runId, outcome.reason);
@@ -281,7 +331,7 @@ class Cycle<T extends { id: bigint }, R> {
         error: outcome.error,
         retry_in_seconds: status === 'pending' ? delay : undefined,
       });
-      this.#noteFailure(dependency as string);
+      this.#noteFailure(outcome.dependency ?? worker.dependencyOf(task));
     }
     ctx.onProgress();
   }

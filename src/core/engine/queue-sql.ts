@@ -87,16 +87,23 @@ export async function readIdStates(
 }
 
 /**
- * Marks a claimed row succeeded. Returns false when the row is no longer this run's (its lease
- * expired and another run took it), in which case nothing was written.
+ * Marks claimed rows succeeded in one statement and returns the ids it marked. An id missing from
+ * the result is no longer this run's (its lease expired and another run took it), and nothing
+ * was written for it.
  */
-export async function markSucceeded(db: CommonQueryMethods, tableName: string, id: bigint, runId: string) {
-  const result = await db.query(sql.unsafe`
+export async function markSucceeded(
+  db: CommonQueryMethods,
+  tableName: string,
+  ids: readonly bigint[],
+  runId: string,
+): Promise<Set<bigint>> {
+  const marked = await db.anyFirst(sql.type(z.object({ id: z.bigint() }))`
     UPDATE ${table(tableName)}
     SET status = 'succeeded', locked_by = NULL, locked_until = NULL, last_error = NULL,
         completed_at = now(), updated_at = now()
-    WHERE id = ${id} AND locked_by = ${runId}`);
-  return result.rowCount === 1;
+    WHERE id = ANY(${sql.array([...ids], 'int8')}) AND locked_by = ${runId}
+    RETURNING id`);
+  return new Set(marked);
 }
 
 /**
