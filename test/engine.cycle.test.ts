@@ -4,7 +4,7 @@ import { type DatabasePool, type DatabaseTransactionConnection, sql } from 'slon
 import { z } from 'zod';
 import { openPool } from '../src/core/db/pool.js';
 import { runQueueCycle } from '../src/core/engine/cycle.js';
-import { TransientError } from '../src/core/errors.js';
+import { ConfigError, TransientError } from '../src/core/errors.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
 import { createTestQueue, sleep, testContext, testWorker } from './support/engine.js';
 
@@ -472,4 +472,44 @@ describe('recording the successes of one execution', () => {
       SELECT DISTINCT status FROM ${sql.identifier([table])}`);
     assert.deepEqual(statuses, ['succeeded']);
   });
+});
+
+test('a configuration error gives its task back unspent and ends the run after the tasks in flight', async () => {
+  const table = 'queue_config_error';
+  await createTestQueue(pool, table, 20);
+  const started: bigint[] = [];
+  let releaseSlow: () => void = () => undefined;
+  const slowMayFinish = new Promise<void>((resolve) => {
+    releaseSlow = resolve;
+  });
+  const ctx = testContext(pool, { concurrency: 2, claimBatch: 20 });
+  const run = runQueueCycle(
+    testWorker(table, async (task) => {
+      started.push(task.id);
+      if (task.id === 1n) {
+        await slowMayFinish;
+        return 'slow done';
+      }
+      releaseSlow();
+      throw new ConfigError('S3 credentials are missing');
+    }),
+    ctx,
+  );
+  await assert.rejects(run, (error: unknown) => error instanceof ConfigError);
+
+  assert.deepEqual(started, [1n, 2n], 'no task starts after the configuration error');
+  const rows = await pool.any(
+    sql.type(
+      z.object({ id: z.bigint(), status: z.string(), attempts: z.number(), result: z.string().nullable() }),
+    )`
+      SELECT id, status, attempts, result FROM ${sql.identifier([table])} WHERE id <= 3 ORDER BY id`,
+  );
+  assert.deepEqual(rows, [
+    { id: 1n, status: 'succeeded', attempts: 1, result: 'slow done' },
+    { id: 2n, status: 'pending', attempts: 0, result: null },
+    { id: 3n, status: 'pending', attempts: 0, result: null },
+  ]);
+  const due = await pool.oneFirst(sql.unsafe`
+    SELECT count(*) FROM ${sql.identifier([table])} WHERE status = 'pending' AND next_attempt_at <= now()`);
+  assert.equal(due, 19n, 'every task but the finished one is due again at once');
 });

@@ -724,4 +724,20 @@ describe('S3 adapter against s3rver', () => {
     assert.ok(classifyS3Error(sdkError('TimeoutError', undefined), 'PutObject') instanceof TransientError);
     assert.ok(classifyS3Error(sdkError('EntityTooLarge', 400), 'PutObject') instanceof PermanentError);
   });
+
+  test('classifyS3Error makes a rejected server certificate a configuration error', () => {
+    const tlsError = Object.assign(new Error('self-signed certificate'), {
+      code: 'DEPTH_ZERO_SELF_SIGNED_CERT',
+    });
+    const wrapped = new Error('request failed', { cause: tlsError });
+    const classified = classifyS3Error(wrapped, 'upload of batch-images/task-1/share-1');
+    assert.ok(classified instanceof ConfigError);
+    assert.match(classified.message, /DEPTH_ZERO_SELF_SIGNED_CERT/);
+    assert.match(classified.message, /NODE_EXTRA_CA_CERTS/);
+    const reset = Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+    assert.ok(
+      classifyS3Error(reset, 'PutObject') instanceof TransientError,
+      'other network errors stay transient',
+    );
+  });
 });

@@ -22,18 +22,15 @@
  * NOTE: error texts that FCM varies by case (the 4096-byte payload error, the reserved-key error)
  * are close to FCM's but not copied from a captured response. The fake sends no `Retry-After`.
  */
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Agent, createServer, type RequestOptions, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { connect as tlsConnect } from 'node:tls';
-import { promisify } from 'node:util';
 import type { Credential, GoogleOAuthAccessToken } from 'firebase-admin/app';
+import { CERTIFICATE_HOST, generateSelfSignedCertificate } from './tls.js';
 
 /** Host that firebase-admin sends messages to, and the only host `fakeHttpAgent` connects. */
 export const FCM_HOST = 'fcm.googleapis.com';
@@ -49,9 +46,6 @@ export const MAX_PAYLOAD_BYTES = 4096;
 
 /** Largest request body the fake reads. FCM requests are a few kilobytes. */
 const MAX_REQUEST_BYTES = 1024 * 1024;
-
-/** Name the fake's certificate is issued to. The agent checks it on every connection. */
-const CERTIFICATE_NAME = 'localhost';
 
 const FCM_ERROR_TYPE = 'type.googleapis.com/google.firebase.fcm.v1.FcmError';
 const BAD_REQUEST_TYPE = 'type.googleapis.com/google.rpc.BadRequest';
@@ -155,7 +149,7 @@ interface FakeState {
 
 /** Starts the fake on 127.0.0.1 with a fresh self-signed certificate. */
 export async function createFcmFake(options: FcmFakeOptions = {}): Promise<FcmFake> {
-  const { key, certificate } = await generateCertificate();
+  const { key, certificate } = await generateSelfSignedCertificate();
   const state: FakeState = {
     projectId: options.projectId ?? FAKE_PROJECT_ID,
     accessToken: options.accessToken ?? FAKE_ACCESS_TOKEN,
@@ -298,7 +292,7 @@ export class FakeFcmAgent extends Agent {
       host: '127.0.0.1',
       port: this.#port,
       ca: this.#certificate,
-      servername: CERTIFICATE_NAME,
+      servername: CERTIFICATE_HOST,
       ALPNProtocols: ['http/1.1'],
     });
   }
@@ -674,43 +668,4 @@ function isObject(value: unknown): value is Record<string, unknown> {
 
 function escapeHtml(text: string): string {
   return text.replace(/[&<>"]/g, (character) => `&#${character.charCodeAt(0)};`);
-}
-
-/**
- * Generates a throw-away EC key and a self-signed certificate for `localhost` with the openssl CLI.
- * The files live in a private temporary folder that is removed before this returns.
- */
-async function generateCertificate(): Promise<{ key: string; certificate: string }> {
-  const folder = await mkdtemp(join(tmpdir(), 'zbox-fake-fcm-'));
-  const keyPath = join(folder, 'key.pem');
-  const certificatePath = join(folder, 'certificate.pem');
-  try {
-    await promisify(execFile)('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      keyPath,
-      '-out',
-      certificatePath,
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${CERTIFICATE_NAME}`,
-      '-addext',
-      `subjectAltName=DNS:${CERTIFICATE_NAME},IP:127.0.0.1`,
-    ]);
-    return { key: await readFile(keyPath, 'utf8'), certificate: await readFile(certificatePath, 'utf8') };
-  } catch (error) {
-    throw new Error(
-      `generating the fake FCM TLS certificate with the openssl CLI failed (${String(error)}). Install openssl and make sure it is on PATH`,
-      { cause: error },
-    );
-  } finally {
-    await rm(folder, { recursive: true, force: true });
-  }
 }

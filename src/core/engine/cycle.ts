@@ -128,6 +128,8 @@ class Cycle<T extends { id: bigint }, R> {
   #refill: Promise<void> | undefined;
   /** Reason the run stopped starting tasks after a halt outcome. */
   #halted: string | undefined;
+  /** A task's configuration error, raised once the tasks in flight are recorded. */
+  #configError: ConfigError | undefined;
 
   constructor(
     readonly worker: QueueWorker<T, R>,
@@ -147,6 +149,9 @@ class Cycle<T extends { id: bigint }, R> {
       }
     } finally {
       await this.#releaseUnstarted();
+    }
+    if (this.#configError !== undefined) {
+      throw this.#configError;
     }
     this.#reportCooledDependencies();
     if (ctx.ids !== undefined) {
@@ -232,7 +237,16 @@ class Cycle<T extends { id: bigint }, R> {
   }
 
   async #execute(tasks: T[]): Promise<void> {
-    const outcomes = await this.#outcomesOf(tasks);
+    let outcomes: Map<bigint, Outcome<R>>;
+    try {
+      outcomes = await this.#outcomesOf(tasks);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) {
+        throw error;
+      }
+      await this.#stopForConfiguration(tasks, error);
+      return;
+    }
     const succeeded: Array<Succeeded<T, R>> = [];
     const others: Array<[T, Failure]> = [];
     for (const task of tasks) {
@@ -353,6 +367,21 @@ class Cycle<T extends { id: bigint }, R> {
       log.debug(message, fields);
     } else {
       log.warn(message, fields);
+    }
+  }
+
+  /**
+   * A configuration error is not the tasks' fault: they go back unspent and due at once, so the
+   * run after the fix takes them, and no task starts again. The error ends the run (exit 2) once
+   * the tasks in flight are recorded.
+   */
+  async #stopForConfiguration(tasks: T[], error: ConfigError): Promise<void> {
+    const ids = tasks.map((task) => task.id);
+    this.ctx.counters.skipped += await releaseRows(this.ctx.pool, this.worker.table, ids, this.ctx.runId, 0);
+    if (this.#configError === undefined) {
+      this.#configError = error;
+      this.#halted = error.message;
+      this.ctx.logger.error('configuration error: no further task starts', { error: error.message });
     }
   }
 

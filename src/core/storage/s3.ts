@@ -412,8 +412,34 @@ const CREDENTIAL_ERRORS = new Set([
   'CredentialsProviderError',
 ]);
 
+/** Node's codes for a server certificate that failed verification. */
+const CERTIFICATE_ERROR_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_UNTRUSTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** Returns the certificate error code of an error or of one of its causes, if any. */
+function certificateErrorCode(error: unknown): string | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth += 1) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && CERTIFICATE_ERROR_CODES.has(code)) {
+      return code;
+    }
+    current = current.cause;
+  }
+  return undefined;
+}
+
 /**
- * Maps an AWS SDK error to the CLI's taxonomy: credentials or a missing bucket -> ConfigError,
+ * Maps an AWS SDK error to the CLI's taxonomy: credentials, a missing bucket or a
+ * server certificate that fails verification -> ConfigError,
  * throttling, 5xx and network failures -> TransientError (dependency `s3`), other 4xx ->
  * PermanentError. `action` names the call in the message.
  */
@@ -423,6 +449,14 @@ export function classifyS3Error(error: unknown, action: string): Error {
   }
   if (!(error instanceof Error)) {
     return new TransientError(`S3 ${action} failed: ${String(error)}`, { dependency: 's3' });
+  }
+  const certificateCode = certificateErrorCode(error);
+  if (certificateCode !== undefined) {
+    return new ConfigError(
+      `S3 ${action} failed: the endpoint's TLS certificate was not accepted (${certificateCode}: ${errorMessage(error)}). ` +
+        'A retry cannot fix this: when the endpoint uses a private CA, give its certificate to Node with NODE_EXTRA_CA_CERTS; otherwise fix the certificate or the endpoint',
+      { cause: error },
+    );
   }
   const shaped = error as SdkErrorShape;
   const status = shaped.$metadata?.httpStatusCode;
