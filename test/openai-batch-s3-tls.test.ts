@@ -448,3 +448,35 @@ test('untrusted certificate does not use up a one-attempt budget', async () => {
   assert.equal(requestsForTask(id), 0, 'the TLS handshake failed before any S3 request');
   assert.deepEqual(await storedKeys(id), [], 'no object reached the bucket');
 });
+
+test('retry presigns images uploaded before', async () => {
+  const id = await addTask(IMAGES.map((image) => image.path));
+  openai.failNextRequests(1, { kind: 'server_error', status: 500 }, { method: 'POST', path: '/v1/files' });
+
+  // --id keeps tasks that earlier tests left pending out of this run.
+  const failed = await runCli(
+    ['openai-batch-request', '--json', '--id', String(id)],
+    env({ trustCertificate: true }),
+  );
+
+  assert.equal(failed.code, 0, `a retry within the attempt budget is not an error\n${cliOutput(failed)}`);
+  let row = await readTask(id);
+  assert.equal(row.status, 'pending', String(row.last_error));
+  assert.equal(row.input_file_id, null, 'the .jsonl upload failed');
+  assert.equal((await readUploads(id)).length, IMAGES.length, 'the images reached S3 before the failure');
+
+  await pool.query(sql.unsafe`UPDATE openai_batch_tasks SET next_attempt_at = now() WHERE id = ${id}`);
+  const retried = await runCli(
+    ['openai-batch-request', '--json', '--id', String(id)],
+    env({ trustCertificate: true }),
+  );
+
+  assert.equal(retried.code, 0, cliOutput(retried));
+  assert.match(retried.stderr + retried.stdout, /"images_from_earlier_attempts":3\b/);
+  row = await readTask(id);
+  assert.equal(row.status, 'succeeded', String(row.last_error));
+  assert.equal(row.attempts, 2);
+  assert.ok(row.input_file_id !== null, 'the input file id is stored');
+  // The check includes exactly one upload per image across both runs.
+  await assertImagesServedOverTls(id, row.input_file_id);
+});

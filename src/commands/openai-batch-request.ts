@@ -37,7 +37,9 @@ import { loadWallet, type Wallet } from '../core/zus/wallet.js';
  * creates the batch. The input file id and the batch id are stored as soon as each call returns;
  * a retry first adopts a batch already made from that input file, so a crash or a lost response
  * never creates a second batch. Files that cannot be used get a per-file reason; a task whose
- * files all fail is dead with the list. Temporary files are deleted whatever happens.
+ * files all fail is dead with the list. A retry presigns the images an earlier attempt already put
+ * in S3 again instead of downloading them again, so a large task makes progress across attempts.
+ * Each downloaded file is deleted as soon as it is used, and the task's folder whatever happens.
  */
 
 interface BatchTask {
@@ -191,7 +193,7 @@ function parseTask(row: Row): BatchTask {
 async function buildAndUpload(task: BatchTask, deps: Deps, ctx: RunContext) {
   const folder = await mkdtemp(join(deps.tempRoot, `zbox-batch-${task.id}-`));
   try {
-    const { requests, reasons } = await prepareRequests(task, deps, ctx, folder);
+    const { requests, reasons, reused } = await prepareRequests(task, deps, ctx, folder);
     if (requests.length === 0) {
       throw new PermanentError(`no file of the task could be used: ${describeReasons(reasons)}`);
     }
@@ -205,6 +207,7 @@ async function buildAndUpload(task: BatchTask, deps: Deps, ctx: RunContext) {
       task_id: String(task.id),
       input_file_id: file.id,
       lines: requests.length,
+      images_from_earlier_attempts: reused,
     });
     return { inputFileId: file.id, reasons };
   } finally {
@@ -225,6 +228,7 @@ async function prepareRequests(task: BatchTask, deps: Deps, ctx: RunContext, fol
   )`
     SELECT id, auth_ticket, lookup_hash FROM share_infos WHERE id = ANY(${sql.array(task.shareIds, 'int8')})`);
   const byId = new Map(rows.map((row) => [row.id, row]));
+  const uploaded = deps.images === 's3' ? await readLiveUploads(task, ctx) : new Map<bigint, string>();
   const reasons: Record<string, string> = {};
   const requests: ChatBatchRequest[] = [];
   await mapWithConcurrency(task.shareIds, SHARE_CONCURRENCY, async (shareId) => {
@@ -234,7 +238,11 @@ async function prepareRequests(task: BatchTask, deps: Deps, ctx: RunContext, fol
       return;
     }
     try {
-      const content = await shareContent(task, share, deps, ctx, folder);
+      const key = uploaded.get(shareId);
+      const content =
+        key === undefined
+          ? await shareContent(task, share, deps, ctx, folder)
+          : await uploadedImage(task, share, key, deps, ctx);
       requests.push({
         customId: `task-${task.id}-share-${shareId}`,
         model: task.model,
@@ -250,7 +258,38 @@ async function prepareRequests(task: BatchTask, deps: Deps, ctx: RunContext, fol
     }
   });
   requests.sort((a, b) => a.customId.localeCompare(b.customId));
-  return { requests, reasons };
+  return { requests, reasons, reused: uploaded.size };
+}
+
+/**
+ * Returns the S3 keys, by share id, of the images an earlier attempt of the task uploaded. A row
+ * exists only once its upload completed. Presigning pushes the row's delete_after out within this
+ * run, which lasts minutes, so an hour left before it keeps delete-openai-files away meanwhile.
+ */
+async function readLiveUploads(task: BatchTask, ctx: RunContext): Promise<Map<bigint, string>> {
+  const rows = await ctx.pool.any(sql.type(z.object({ share_info_id: z.bigint(), s3_key: z.string() }))`
+    SELECT share_info_id, s3_key FROM batch_image_uploads
+    WHERE task_id = ${task.id} AND deleted_at IS NULL AND delete_after > now() + interval '1 hour'`);
+  return new Map(rows.map((row) => [row.share_info_id, row.s3_key]));
+}
+
+/**
+ * Presigns an image an earlier attempt uploaded, once its ticket still decodes and has not
+ * expired, so a share whose link expired meanwhile gets its reason as before.
+ */
+async function uploadedImage(
+  task: BatchTask,
+  share: { id: bigint; auth_ticket: string },
+  key: string,
+  deps: Deps,
+  ctx: RunContext,
+): Promise<ShareContent> {
+  decodeShareTicket(share.auth_ticket);
+  ctx.logger.debug('image uploaded by an earlier attempt presigned again', {
+    task_id: String(task.id),
+    key,
+  });
+  return { kind: 'image', url: await presignImage(task, share.id, key, deps, ctx) };
 }
 
 type ShareContent = { kind: 'text'; name: string; text: string } | { kind: 'image'; url: string };
@@ -279,6 +318,21 @@ async function shareContent(
     tempDir: folder,
     logger: ctx.logger,
   });
+  try {
+    return await useDownloadedFile(task, share.id, file, deps, ctx);
+  } finally {
+    await rm(file.path, { force: true });
+  }
+}
+
+/** Turns a downloaded file into embedded text or an image URL. */
+async function useDownloadedFile(
+  task: BatchTask,
+  shareId: bigint,
+  file: { path: string; name: string; sizeBytes: number },
+  deps: Deps,
+  ctx: RunContext,
+): Promise<ShareContent> {
   const kind = await sniffType(file.path);
   if (kind === 'text') {
     if (file.sizeBytes > MAX_TEXT_BYTES) {
@@ -305,21 +359,15 @@ async function shareContent(
   if (deps.images === 'inline') {
     return { kind: 'image', url: `data:${mime};base64,${(await readFile(file.path)).toString('base64')}` };
   }
-  return { kind: 'image', url: await uploadImage(task, share.id, file.path, mime, deps, ctx) };
-}
-
-/** Uploads an image under a deterministic key, records its delete-after time, and presigns it. */
-async function uploadImage(
-  task: BatchTask,
-  shareId: bigint,
-  path: string,
-  mime: string,
-  deps: Deps,
-  ctx: RunContext,
-) {
   const s3 = await deps.s3();
   const key = `batch-images/task-${task.id}/share-${shareId}`;
-  await s3.uploadStream(key, createReadStream(path), mime);
+  await s3.uploadStream(key, createReadStream(file.path), mime);
+  return { kind: 'image', url: await presignImage(task, shareId, key, deps, ctx) };
+}
+
+/** Presigns an uploaded image and records when delete-openai-files may remove it. */
+async function presignImage(task: BatchTask, shareId: bigint, key: string, deps: Deps, ctx: RunContext) {
+  const s3 = await deps.s3();
   const url = await s3.presignGet(key, deps.urlLifetimeSeconds);
   if (url.capped) {
     ctx.logger.warn('presigned image URL shortened', {
