@@ -30,11 +30,16 @@ const INSERT_INTERVAL_MS = 10;
 const GOAL_RATIO = 0.8;
 const GOAL_MAX_INSERT_MS = 500;
 const EXPIRED_CONDITION = "created_at < now() - interval '90 days' AND state <> 'reserved'";
+/** Rows per range passed to the CLI when set; unset, the CLI's default (5000) applies. */
+const BATCH_SIZE = process.env.ZBOX_DELETE_BATCH_SIZE;
 
 interface SideResult {
   seconds: number;
   /** Whole-process wall time (the CLI only). */
   wallSeconds?: number;
+  /** Maximum duration of one range statement, which is one transaction (the CLI only). */
+  maxRangeMs?: number;
+  ranges?: number;
   deleted: number;
   insertLatenciesMs: number[];
 }
@@ -47,8 +52,9 @@ async function main(): Promise<void> {
     `template: migrated schema, ${TOTAL_ROWS} settled rows, ${EXPIRED_ROWS} of them older than 90 days, ids in created_at order, VACUUM ANALYZE`,
     'each run: CREATE DATABASE ... TEMPLATE (file copy), CHECKPOINT, then one side deletes while an inserter runs',
     `inserter: its own connection, one INSERT of a new row, then ${INSERT_INTERVAL_MS} ms pause, from before the delete starts until it ends`,
-    'ours: node bin/zbox-workers delete-wallet-transactions --json with the defaults (batches of 5000, lock_timeout 2000 ms);',
-    '  its time is the run summary duration_ms (connect, schema check, lock, every batch); process start is in the startup row',
+    `ours: node bin/zbox-workers delete-wallet-transactions --json, ranges of about ${BATCH_SIZE ?? 'the default 5000'} rows, lock_timeout 2000 ms;`,
+    '  its time is the run summary duration_ms (connect, schema check, lock, every range); process start is in the startup row;',
+    '  its max transaction time is the summary max_range_ms (the slowest single range statement, timed by the CLI)',
     `plain: one autocommit DELETE ... WHERE ${EXPIRED_CONDITION}, timed around the statement`,
     `${PAIRS} pairs, order alternating; throughput ratio = plain time / our time per pair, median reported`,
   ]);
@@ -78,7 +84,8 @@ async function main(): Promise<void> {
       const our = ourRuns[index] as SideResult;
       const base = plainRuns[index] as SideResult;
       console.log(
-        `pair ${index + 1}: ours ${round(our.seconds)} s (wall ${round(our.wallSeconds ?? 0)} s), max insert ${round(Math.max(...our.insertLatenciesMs), 1)} ms; ` +
+        `pair ${index + 1}: ours ${round(our.seconds)} s (wall ${round(our.wallSeconds ?? 0)} s, ${our.ranges} ranges, max ${our.maxRangeMs} ms each), ` +
+          `max insert ${round(Math.max(...our.insertLatenciesMs), 1)} ms; ` +
           `plain ${round(base.seconds)} s, max insert ${round(Math.max(...base.insertLatenciesMs), 1)} ms`,
       );
     });
@@ -86,6 +93,7 @@ async function main(): Promise<void> {
     const ourInserts = ourRuns.flatMap((run) => run.insertLatenciesMs);
     const plainInserts = plainRuns.flatMap((run) => run.insertLatenciesMs);
     const ourMaxInsertMs = Math.max(...ourInserts);
+    const ourMaxRangeMs = Math.max(...ourRuns.map((run) => run.maxRangeMs ?? 0));
     const wallRatios = ourRuns.map(
       (run, index) => (plainRuns[index] as SideResult).seconds / (run.wallSeconds ?? 0),
     );
@@ -98,6 +106,7 @@ async function main(): Promise<void> {
       `inserts during ours: ${ourInserts.length}, p99 ${round(percentile(ourInserts, 99), 1)} ms, max ${round(ourMaxInsertMs, 1)} ms; ` +
         `during the plain DELETE: ${plainInserts.length}, p99 ${round(percentile(plainInserts, 99), 1)} ms, max ${round(Math.max(...plainInserts), 1)} ms`,
     );
+    console.log(`max range transaction of ours: ${ourMaxRangeMs} ms`);
 
     const ratioMet = throughput.ratio >= GOAL_RATIO;
     const insertsMet = ourMaxInsertMs <= GOAL_MAX_INSERT_MS;
@@ -109,6 +118,7 @@ async function main(): Promise<void> {
             `ours ${Math.round(throughput.subject)} rows/s (${round(EXPIRED_ROWS / throughput.subject, 2)} s), ` +
             `plain DELETE ${Math.round(throughput.baseline)} rows/s (${round(EXPIRED_ROWS / throughput.baseline, 2)} s), ` +
             `ratio ${round(throughput.ratio)} (${round(wallRatio)} with process start; median of ${PAIRS} pairs); ` +
+            `max transaction of ours ${ourMaxRangeMs} ms${BATCH_SIZE === undefined ? '' : ` (ZBOX_DELETE_BATCH_SIZE=${BATCH_SIZE})`}; ` +
             `inserts during ours: max ${round(ourMaxInsertMs, 1)} ms, p99 ${round(percentile(ourInserts, 99), 1)} ms of ${ourInserts.length}; ` +
             `during the plain DELETE: max ${round(Math.max(...plainInserts), 1)} ms`,
           goal: `throughput ≥ ${GOAL_RATIO}× plain DELETE; no insert over ${GOAL_MAX_INSERT_MS} ms`,
@@ -170,13 +180,13 @@ async function onFreshCopy(
   serverUrl: string,
   template: BenchDatabase,
   label: string,
-  side: (url: string) => Promise<{ seconds: number; wallSeconds?: number; deleted: number }>,
+  side: (url: string) => Promise<Omit<SideResult, 'insertLatenciesMs'>>,
 ): Promise<SideResult> {
   const copy = await createBenchDatabase(serverUrl, label, { template: template.name });
   try {
     await withClient(copy.url, (client) => client.query('CHECKPOINT'));
     const inserter = await startInserter(copy.url);
-    let result: { seconds: number; wallSeconds?: number; deleted: number };
+    let result: Omit<SideResult, 'insertLatenciesMs'>;
     try {
       result = await side(copy.url);
     } finally {
@@ -194,17 +204,19 @@ async function onFreshCopy(
 async function runProduct(url: string) {
   const run = await timeProcess(process.execPath, [BIN, 'delete-wallet-transactions', '--json'], {
     cwd: REPO_ROOT,
-    env: { DATABASE_URL: url },
+    env: { DATABASE_URL: url, ...(BATCH_SIZE === undefined ? {} : { ZBOX_DELETE_BATCH_SIZE: BATCH_SIZE }) },
   });
   const summary = summaryOf(run);
   if (run.code !== 0) {
     throw new Error(`delete-wallet-transactions exited ${run.code}: ${run.stderr.slice(0, 500)}`);
   }
-  const details = summary.details as { deleted: number };
+  const details = summary.details as { deleted: number; max_range_ms: number; ranges: number };
   return {
     seconds: Number(summary.duration_ms) / 1000,
     wallSeconds: run.wallMs / 1000,
     deleted: details.deleted,
+    maxRangeMs: details.max_range_ms,
+    ranges: details.ranges,
   };
 }
 

@@ -110,13 +110,15 @@ export const VARIABLES = {
   }),
   ZBOX_DELETE_BATCH_SIZE: variable({
     schema: positiveInt(1_000_000),
-    meaning: 'rows deleted per transaction by delete-wallet-transactions (--batch-size)',
+    meaning:
+      "rows of the table (expired or not) per range transaction of delete-wallet-transactions, by the planner's rows-per-block estimate (--batch-size)",
     shownDefault: '5000',
     fix: 'set it to a whole number between 1 and 1000000',
   }),
   ZBOX_LOCK_TIMEOUT_MS: variable({
     schema: positiveInt(600_000),
-    meaning: 'lock_timeout of each delete batch, in milliseconds; a batch that waits longer is retried',
+    meaning:
+      'lock_timeout of each delete-wallet-transactions range, in milliseconds; a range that waits longer is retried',
     shownDefault: '2000',
     fix: 'set it to whole milliseconds of at least 1',
   }),
