@@ -41,6 +41,9 @@ interface Seed {
   finalized?: boolean;
   /** Expiry on chain when it differs from the stored one (extended outside the platform). */
   chainInHours?: number;
+  /** Flags on chain when they differ from the stored ones (closed outside the platform). */
+  chainFinalized?: boolean;
+  chainCanceled?: boolean;
 }
 
 /** Derives a 64-hex allocation id, shaped like the chain's ids, from a readable label. */
@@ -71,7 +74,8 @@ async function seed(allocations: Seed[]) {
         id: allocation.id,
         ownerId: `owner-${allocation.label}`,
         expiresAt: chainExpiry,
-        finalized: allocation.finalized ?? false,
+        finalized: allocation.chainFinalized ?? allocation.finalized ?? false,
+        canceled: allocation.chainCanceled ?? false,
       }),
     );
   }
@@ -143,6 +147,129 @@ test('allocation extended on chain gets no notice now', async () => {
   );
   assert.equal(row.outcome, 'superseded');
   assert.ok(row.expires_at.getTime() > Date.now() + 29 * 24 * HOUR, 'the stored expiry is the chain one');
+});
+
+const noticeState = z.object({
+  allocation_id: z.string(),
+  expires_at: z.date(),
+  status: z.string(),
+  outcome: z.string().nullable(),
+  sent_at: z.date().nullable(),
+});
+const allocationState = z.object({
+  id: z.string(),
+  expires_at: z.date().nullable(),
+  finalized: z.boolean(),
+  canceled: z.boolean(),
+  updated_at: z.date(),
+});
+
+async function allocationRows() {
+  const rows = await pool.any(
+    sql.type(allocationState)`SELECT id, expires_at, finalized, canceled, updated_at FROM allocations`,
+  );
+  return new Map(rows.map((row) => [row.id, row]));
+}
+
+/** Inserts a pending notice as an earlier run would have queued it. */
+async function queueNotice(label: string, expiresAt: Date, windowDays: number) {
+  const id = allocationId(label);
+  await pool.query(sql.unsafe`
+    INSERT INTO allocation_expiry_notices (allocation_id, user_id, expires_at, window_days, document_id)
+    VALUES (${id}, ${`user-${label}`}, ${expiresAt.toISOString()}, ${windowDays},
+            ${`expiry-${id}-${expiresAt.getTime() / 1000}-${windowDays}d`})`);
+}
+
+test('one batch records every outcome and chain state', async () => {
+  await seed([
+    { id: 'sent', inHours: 20 },
+    { id: 'moved', inHours: 30, chainInHours: 50 },
+    { id: 'closed', inHours: 40, chainFinalized: true },
+    { id: 'cancel', inHours: 45, chainCanceled: true },
+    { id: 'lapsed', inHours: -1 },
+  ]);
+  // Queued by an earlier run while the allocation had not expired yet, for the expiry the chain reports.
+  const lapsedExpiry = await pool.oneFirst(
+    sql.type(
+      z.object({ expires_at: z.date() }),
+    )`SELECT expires_at FROM allocations WHERE id = ${allocationId('lapsed')}`,
+  );
+  await queueNotice('lapsed', lapsedExpiry, 1);
+  // Backdated so that a later updated_at shows which rows the run wrote.
+  await pool.query(sql.unsafe`UPDATE allocations SET updated_at = now() - interval '1 day'`);
+  const before = await allocationRows();
+
+  const result = await runCli(['expiring-allocations', '--json'], env());
+
+  assert.equal(result.code, 0, result.stdout);
+  assert.equal(summaryOf(result).succeeded, 5);
+  const notices = await pool.any(
+    sql.type(
+      noticeState,
+    )`SELECT allocation_id, expires_at, status, outcome, sent_at FROM allocation_expiry_notices`,
+  );
+  const notice = (label: string) => notices.find((row) => row.allocation_id === allocationId(label));
+  assert.equal(notice('sent')?.outcome, 'created');
+  assert.ok(notice('sent')?.sent_at instanceof Date, 'a written notice has sent_at');
+  assert.equal(notice('moved')?.outcome, 'superseded');
+  assert.equal(notice('closed')?.outcome, 'closed');
+  assert.equal(notice('cancel')?.outcome, 'closed');
+  assert.equal(notice('lapsed')?.outcome, 'expired');
+  for (const label of ['moved', 'closed', 'cancel', 'lapsed']) {
+    assert.equal(notice(label)?.sent_at, null, `${label} has no sent_at`);
+    assert.equal(notice(label)?.status, 'succeeded', `${label} is succeeded`);
+  }
+
+  const after = await allocationRows();
+  const row = (label: string) => after.get(allocationId(label));
+  assert.ok(
+    (row('moved')?.expires_at?.getTime() ?? 0) > Date.now() + 49 * HOUR,
+    'the stored expiry is the chain one',
+  );
+  assert.equal(row('closed')?.finalized, true);
+  assert.equal(row('closed')?.canceled, false);
+  assert.equal(row('cancel')?.canceled, true);
+  assert.equal(row('cancel')?.finalized, false);
+  for (const label of ['sent', 'lapsed']) {
+    assert.equal(
+      row(label)?.updated_at.getTime(),
+      before.get(allocationId(label))?.updated_at.getTime(),
+      `${label} matches the chain, so its row is not written`,
+    );
+  }
+  for (const label of ['moved', 'closed', 'cancel']) {
+    assert.ok(
+      (row(label)?.updated_at.getTime() ?? 0) > (before.get(allocationId(label))?.updated_at.getTime() ?? 0),
+      `${label} differs from the chain, so its row is written`,
+    );
+  }
+});
+
+test('two notices of one allocation in one batch', async () => {
+  await seed([{ id: 'twice', inHours: 60 }]);
+  // Queued by an earlier run for the expiry stored before the allocation was extended.
+  await queueNotice('twice', hoursFromNow(30), 3);
+  const documentsBefore = documents().size;
+
+  const result = await runCli(['expiring-allocations', '--json'], env());
+
+  assert.equal(result.code, 0, result.stdout);
+  assert.equal(summaryOf(result).succeeded, 2);
+  const notices = await pool.any(
+    sql.type(noticeState)`
+      SELECT allocation_id, expires_at, status, outcome, sent_at FROM allocation_expiry_notices ORDER BY expires_at`,
+  );
+  assert.deepEqual(
+    notices.map((row) => row.outcome),
+    ['superseded', 'created'],
+  );
+  assert.equal(documents().size, documentsBefore + 1);
+  const stored = await pool.oneFirst(
+    sql.type(
+      z.object({ expires_at: z.date() }),
+    )`SELECT expires_at FROM allocations WHERE id = ${allocationId('twice')}`,
+  );
+  assert.equal(stored.getTime(), notices[1]?.expires_at.getTime());
 });
 
 test('document written before a crash counts as sent', async () => {

@@ -99,7 +99,7 @@ function noticeWorker(
       return outcomes;
     },
 
-    recordSuccess: recordNotice,
+    recordSuccessMany: recordNotices,
 
     describe: async (notice) => ({
       action: `notify user ${notice.userId}: ${expiryMessage(daysLeft(notice.expiresAt, new Date()))}`,
@@ -292,22 +292,56 @@ export function expiryMessage(days: number): string {
   return days === 1 ? 'Your allocation expires in 1 day' : `Your allocation expires in ${days} days`;
 }
 
-/** Records the notice's outcome and the allocation's state as the chain reports it. */
-async function recordNotice(
+/** Records the outcomes of a batch of notices and the allocations' state as the chain reports it. */
+async function recordNotices(
   tx: DatabaseTransactionConnection,
-  notice: Notice,
-  result: NoticeResult,
+  succeeded: Array<{ task: Notice; result: NoticeResult }>,
 ): Promise<void> {
-  const sent = result.outcome === 'created' || result.outcome === 'already_sent';
+  if (succeeded.length === 0) {
+    return;
+  }
+  await recordOutcomes(tx, succeeded);
+  await storeChainStates(tx, succeeded);
+}
+
+/** Sets each notice's outcome, and sent_at for the notices whose document exists. */
+async function recordOutcomes(
+  tx: DatabaseTransactionConnection,
+  succeeded: Array<{ task: Notice; result: NoticeResult }>,
+): Promise<void> {
+  const noticeIds = succeeded.map(({ task }) => String(task.id));
+  const outcomes = succeeded.map(({ result }) => result.outcome);
   await tx.query(sql.unsafe`
-    UPDATE allocation_expiry_notices
-    SET outcome = ${result.outcome}, sent_at = ${sent ? sql.fragment`now()` : sql.fragment`NULL`}
-    WHERE id = ${notice.id}`);
+    UPDATE allocation_expiry_notices AS n
+    SET outcome = u.outcome,
+        sent_at = CASE WHEN u.outcome IN ('created', 'already_sent') THEN now() END
+    FROM unnest(${sql.array(noticeIds, 'int8')}, ${sql.array(outcomes, 'text')}) AS u(id, outcome)
+    WHERE n.id = u.id`);
+}
+
+/**
+ * Stores the chain's expiry and flags on the allocations whose stored state differs. When one
+ * allocation has several notices in the batch, the chain state read for the last of them wins.
+ * The rows are passed in id order, so that concurrent runs tend to lock shared rows in one order.
+ */
+async function storeChainStates(
+  tx: DatabaseTransactionConnection,
+  succeeded: Array<{ task: Notice; result: NoticeResult }>,
+): Promise<void> {
+  const chainById = new Map(succeeded.map(({ task, result }) => [task.allocationId, result.chain]));
+  const ids = [...chainById.keys()].sort();
+  const chains = ids.map((id) => chainById.get(id) as AllocationInfo);
+  const expiries = chains.map((chain) => chain.expiresAt.toISOString());
+  const finalized = chains.map((chain) => chain.finalized);
+  const canceled = chains.map((chain) => chain.canceled);
   await tx.query(sql.unsafe`
-    UPDATE allocations
-    SET expires_at = ${result.chain.expiresAt.toISOString()}, finalized = ${result.chain.finalized},
-        canceled = ${result.chain.canceled}, updated_at = now()
-    WHERE id = ${notice.allocationId}
-      AND (expires_at IS DISTINCT FROM ${result.chain.expiresAt.toISOString()}
-           OR finalized <> ${result.chain.finalized} OR canceled <> ${result.chain.canceled})`);
+    UPDATE allocations AS a
+    SET expires_at = u.expires_at, finalized = u.finalized, canceled = u.canceled, updated_at = now()
+    FROM unnest(
+      ${sql.array(ids, 'text')}, ${sql.array(expiries, 'timestamptz')},
+      ${sql.array(finalized, 'bool')}, ${sql.array(canceled, 'bool')}
+    ) AS u(id, expires_at, finalized, canceled)
+    WHERE a.id = u.id
+      AND (a.expires_at IS DISTINCT FROM u.expires_at
+           OR a.finalized <> u.finalized OR a.canceled <> u.canceled)`);
 }
