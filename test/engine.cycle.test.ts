@@ -513,3 +513,22 @@ test('a configuration error gives its task back unspent and ends the run after t
     SELECT count(*) FROM ${sql.identifier([table])} WHERE status = 'pending' AND next_attempt_at <= now()`);
   assert.equal(due, 19n, 'every task but the finished one is due again at once');
 });
+
+test('a batch larger than a claim chunk is executed whole', async () => {
+  const table = 'queue_large_batch';
+  await createTestQueue(pool, table, 25);
+  const sizes: number[] = [];
+  const worker = {
+    ...testWorker(table, async () => 'unused'),
+    execute: undefined,
+    batchSize: 10,
+    executeBatch: async (tasks: Array<{ id: bigint }>) => {
+      sizes.push(tasks.length);
+      return new Map(tasks.map((task) => [task.id, { kind: 'succeeded' as const, result: 'ok' }]));
+    },
+  };
+  const ctx = testContext(pool, { concurrency: 1, claimBatch: 4 });
+  await runQueueCycle(worker, ctx);
+  assert.deepEqual(sizes, [10, 10, 5]);
+  assert.equal(ctx.counters.succeeded, 25);
+});

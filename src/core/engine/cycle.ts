@@ -159,8 +159,13 @@ class Cycle<T extends { id: bigint }, R> {
     }
   }
 
+  /** Tasks one execution takes: 1, or the batch size of a batch worker. */
+  #batchSize(): number {
+    return this.worker.executeBatch === undefined ? 1 : (this.worker.batchSize ?? 100);
+  }
+
   async #runner(): Promise<void> {
-    const size = this.worker.executeBatch === undefined ? 1 : (this.worker.batchSize ?? 100);
+    const size = this.#batchSize();
     while (!this.ctx.stop.stopping && this.#halted === undefined) {
       const tasks = await this.#take(size);
       if (tasks.length === 0) {
@@ -196,7 +201,9 @@ class Cycle<T extends { id: bigint }, R> {
 
   async #claim(): Promise<void> {
     const { ctx, worker } = this;
-    const limit = Math.min(ctx.claimBatch, ctx.limit - this.#claimedTotal);
+    // A batch worker's batch may be larger than a claim chunk; one claim then fills one batch.
+    const chunk = Math.max(ctx.claimBatch, this.#batchSize());
+    const limit = Math.min(chunk, ctx.limit - this.#claimedTotal);
     if (limit <= 0) {
       this.#exhausted = true;
       return;
