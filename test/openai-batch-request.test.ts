@@ -1,21 +1,12 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
-import { generateMnemonic } from '@scure/bip39';
-import { wordlist } from '@scure/bip39/wordlists/english.js';
 import { type DatabasePool, sql } from 'slonik';
 import { z } from 'zod';
-import { migrate } from '../src/core/db/migrate.js';
-import { openPool } from '../src/core/db/pool.js';
-import { createMemoryLogger } from '../src/core/output/logger.js';
-import { type FakeBlobberStorage, startFakeBlobberStorage } from '../src/sandbox/blobber-storage.js';
-import { createSandboxOperator } from '../src/sandbox/blobbers.js';
 import { type OpenAIFake, startOpenAIFake } from '../src/sandbox/openai.js';
-import { startZusNetwork, type ZusNetworkFake } from '../src/sandbox/zus-network.js';
+import type { ZusNetworkFake } from '../src/sandbox/zus-network.js';
+import { type BatchShareFixture, startBatchShareFixture } from './support/batch-shares.js';
 import { runCli, summaryOf } from './support/cli.js';
-import { createTestDatabase, type TestDatabase } from './support/database.js';
+import type { TestDatabase } from './support/database.js';
 
 const API_KEY = 'sk-test-batch-request';
 const ALLOCATION_ID = 'ab'.repeat(32);
@@ -23,11 +14,10 @@ const ALLOCATION_ID = 'ab'.repeat(32);
 let database: TestDatabase;
 let pool: DatabasePool;
 let network: ZusNetworkFake;
-let storage: FakeBlobberStorage;
 let openai: OpenAIFake;
 let folder: string;
 let operatorFile: string;
-const shares = new Map<string, bigint>();
+let shares: Map<string, bigint>;
 
 // A 1x1 PNG: the signature and a minimal IHDR are enough for the type check.
 const PNG = Buffer.concat([
@@ -41,35 +31,16 @@ const ANIMATED_GIF = Buffer.concat([
   Buffer.alloc(20, 2),
 ]);
 
+let fixture: BatchShareFixture;
+
 before(async () => {
-  database = await createTestDatabase('openai_batch_request');
-  await migrate(database.url, createMemoryLogger());
-  pool = await openPool(database.url, { maximumPoolSize: 2 });
-  const owner = await createSandboxOperator();
-  storage = await startFakeBlobberStorage({
-    allocationId: ALLOCATION_ID,
-    dataShards: 2,
-    parityShards: 1,
-    owner,
-  });
-  network = await startZusNetwork({ sharders: 2, allocations: [storage.allocationBody()] });
-  folder = mkdtempSync(join(tmpdir(), 'zbox-batch-test-'));
-  operatorFile = join(folder, 'operator.json');
-  writeFileSync(operatorFile, JSON.stringify({ mnemonics: generateMnemonic(wordlist, 256) }));
-  const files: Array<[string, Uint8Array]> = [
+  fixture = await startBatchShareFixture('openai_batch_request', ALLOCATION_ID, [
     ['/notes/hello.txt', Buffer.from('Hello Züs, please summarise me.\n')],
     ['/pictures/cat.png', PNG],
     ['/bin/blob.bin', Buffer.from([0xff, 0xfe, 0x00, 0xc3, 0x28, 0xa0, 0xa1])],
     ['/pictures/loop.gif', ANIMATED_GIF],
-  ];
-  for (const [path, content] of files) {
-    const stored = storage.addFile({ path, content });
-    const ticket = storage.shareFile(stored.lookupHash);
-    const id = await pool.oneFirst(sql.type(z.object({ id: z.bigint() }))`
-      INSERT INTO share_infos (user_id, auth_ticket, lookup_hash, file_name)
-      VALUES ('user-1', ${ticket}, ${stored.lookupHash}, ${path}) RETURNING id`);
-    shares.set(path, id);
-  }
+  ]);
+  ({ database, pool, network, folder, operatorFile, shares } = fixture);
 });
 
 beforeEach(async () => {
@@ -79,10 +50,8 @@ beforeEach(async () => {
 });
 
 after(async () => {
-  await Promise.all([openai.close(), network.close(), storage.close()]);
-  await pool.end();
-  await database.drop();
-  rmSync(folder, { recursive: true, force: true });
+  await openai?.close();
+  await fixture?.close();
 });
 
 function env(extra: Record<string, string> = {}) {

@@ -9,29 +9,22 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { Agent, createServer as createHttpsServer, get as httpsGet, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, beforeEach, test } from 'node:test';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { generateMnemonic } from '@scure/bip39';
-import { wordlist } from '@scure/bip39/wordlists/english.js';
 import S3rver from 's3rver';
 import { type DatabasePool, sql } from 'slonik';
 import { z } from 'zod';
-import { migrate } from '../src/core/db/migrate.js';
-import { openPool } from '../src/core/db/pool.js';
-import { createMemoryLogger } from '../src/core/output/logger.js';
 import { MAX_PRESIGN_SECONDS } from '../src/core/storage/s3.js';
-import { type FakeBlobberStorage, startFakeBlobberStorage } from '../src/sandbox/blobber-storage.js';
-import { createSandboxOperator } from '../src/sandbox/blobbers.js';
 import { type OpenAIFake, startOpenAIFake } from '../src/sandbox/openai.js';
 import { generateSelfSignedCertificate, type SelfSignedCertificate } from '../src/sandbox/tls.js';
-import { startZusNetwork, type ZusNetworkFake } from '../src/sandbox/zus-network.js';
+import type { ZusNetworkFake } from '../src/sandbox/zus-network.js';
+import { type BatchShareFixture, startBatchShareFixture } from './support/batch-shares.js';
 import { type CliResult, runCli } from './support/cli.js';
-import { createTestDatabase, type TestDatabase } from './support/database.js';
+import type { TestDatabase } from './support/database.js';
 
 const API_KEY = 'sk-test-batch-s3-tls';
 const ALLOCATION_ID = 'cd'.repeat(32);
@@ -69,7 +62,6 @@ const IMAGES: ReadonlyArray<{ path: string; content: Buffer; mime: string }> = [
 let database: TestDatabase;
 let pool: DatabasePool;
 let network: ZusNetworkFake;
-let storage: FakeBlobberStorage;
 let openai: OpenAIFake;
 let s3rver: S3rver;
 /** HTTPS server in front of s3rver's request handler, so every request to S3 is recorded. */
@@ -85,25 +77,17 @@ let certificatePath: string;
 let trustingAgent: Agent;
 let folder: string;
 let operatorFile: string;
-const shares = new Map<string, bigint>();
+let shares: Map<string, bigint>;
+
+let fixture: BatchShareFixture;
 
 before(async () => {
-  database = await createTestDatabase('openai_batch_s3_tls');
-  await migrate(database.url, createMemoryLogger());
-  pool = await openPool(database.url, { maximumPoolSize: 2 });
-
-  const owner = await createSandboxOperator();
-  storage = await startFakeBlobberStorage({
-    allocationId: ALLOCATION_ID,
-    dataShards: 2,
-    parityShards: 1,
-    owner,
-  });
-  network = await startZusNetwork({ sharders: 2, allocations: [storage.allocationBody()] });
-
-  folder = mkdtempSync(join(tmpdir(), 'zbox-batch-s3-tls-'));
-  operatorFile = join(folder, 'operator.json');
-  writeFileSync(operatorFile, JSON.stringify({ mnemonics: generateMnemonic(wordlist, 256) }));
+  fixture = await startBatchShareFixture(
+    'openai_batch_s3_tls',
+    ALLOCATION_ID,
+    IMAGES.map((image) => [image.path, image.content] as const),
+  );
+  ({ database, pool, network, folder, operatorFile, shares } = fixture);
 
   tls = await generateSelfSignedCertificate();
   certificatePath = join(folder, 'certificate.pem');
@@ -134,15 +118,6 @@ before(async () => {
     credentials: { accessKeyId: ACCESS_KEY_ID, secretAccessKey: SECRET_ACCESS_KEY },
     requestHandler: { httpsAgent: trustingAgent },
   });
-
-  for (const image of IMAGES) {
-    const stored = storage.addFile({ path: image.path, content: image.content });
-    const ticket = storage.shareFile(stored.lookupHash);
-    const id = await pool.oneFirst(sql.type(z.object({ id: z.bigint() }))`
-      INSERT INTO share_infos (user_id, auth_ticket, lookup_hash, file_name)
-      VALUES ('user-1', ${ticket}, ${stored.lookupHash}, ${image.path}) RETURNING id`);
-    shares.set(image.path, id);
-  }
 });
 
 beforeEach(async () => {
@@ -156,13 +131,9 @@ after(async () => {
   s3Server?.closeAllConnections();
   await Promise.all([
     openai?.close(),
-    network?.close(),
-    storage?.close(),
     new Promise((resolve) => (s3Server ? s3Server.close(resolve) : resolve(undefined))),
   ]);
-  await pool?.end();
-  await database?.drop();
-  rmSync(folder, { recursive: true, force: true });
+  await fixture?.close();
 });
 
 /** Builds the worker's environment. The test certificate is trusted unless `trustCertificate` is false. */
