@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, afterEach, before, describe, test } from 'node:test';
-import { type Client, errors } from '@elastic/elasticsearch';
+import { Client, errors } from '@elastic/elasticsearch';
 import { ConfigError, TransientError } from '../src/core/errors.js';
-import { createDocuments, createElasticsearchClient } from '../src/core/notify/elasticsearch.js';
+import {
+  createDocuments,
+  createElasticsearchClient,
+  type ElasticsearchClient,
+} from '../src/core/notify/elasticsearch.js';
 import { type ElasticsearchFake, startElasticsearchFake } from '../src/sandbox/elasticsearch.js';
 
 const INDEX = 'allocation-expiry-notifications';
@@ -13,7 +17,7 @@ function doc(id: string, text = `notice ${id}`) {
 
 describe('createDocuments with the real client', () => {
   let fake: ElasticsearchFake;
-  let client: Client;
+  let client: ElasticsearchClient;
 
   before(async () => {
     fake = await startElasticsearchFake();
@@ -141,11 +145,12 @@ describe('createDocuments with the real client', () => {
 
 describe('Elasticsearch fake', () => {
   let fake: ElasticsearchFake;
+  // The package's own client, because these tests send calls the product does not make.
   let client: Client;
 
   before(async () => {
     fake = await startElasticsearchFake();
-    client = createElasticsearchClient({ node: fake.url, requestTimeoutMs: 2_000, maxRetries: 0 });
+    client = new Client({ node: fake.url, requestTimeout: 2_000, maxRetries: 0 });
   });
   afterEach(() => {
     fake.setProductHeader(true);

@@ -13,8 +13,8 @@ import { openPool } from '../db/pool.js';
 import { ConfigError } from '../errors.js';
 import { EXIT } from '../exit-codes.js';
 import { createLogger, type Logger, toJson } from '../output/logger.js';
-import { createSpinner, type Spinner } from '../output/spinner.js';
-import { type RunSummary, summaryJsonLine, summaryTable } from '../output/summary.js';
+import type { Spinner } from '../output/spinner.js';
+import { type RunSummary, summaryJsonLine } from '../output/summary.js';
 import { emptyCounters, type RunContext } from './context.js';
 import type { StopController } from './stop.js';
 
@@ -98,7 +98,9 @@ export async function runWorker(
   const started = performance.now();
   const runId = randomUUID();
   const json = options.json || !io.isTty;
-  const spinner = json || options.quiet ? undefined : createSpinner(spec.name);
+  // ora and chalk load only for human output, so a JSON run (every CronJob run) skips them.
+  const spinner =
+    json || options.quiet ? undefined : (await import('../output/spinner.js')).createSpinner(spec.name);
   const level = options.verbose
     ? 'debug'
     : options.quiet
@@ -155,7 +157,7 @@ export async function runWorker(
     if (!full.dryRun) {
       await finishRunRecord(full.pool, summary);
     }
-    printOutcome(full, summary, json, io);
+    await printOutcome(full, summary, json, io);
     return summary;
   } finally {
     await database.close();
@@ -225,7 +227,12 @@ async function finishRunRecord(pool: DatabasePool, summary: RunSummary): Promise
     WHERE run_id = ${summary.run_id}`);
 }
 
-function printOutcome(ctx: RunContext, summary: RunSummary, json: boolean, io: RuntimeIo): void {
+async function printOutcome(
+  ctx: RunContext,
+  summary: RunSummary,
+  json: boolean,
+  io: RuntimeIo,
+): Promise<void> {
   for (const item of ctx.plan) {
     ctx.logger.info(`would ${item.action}`, { task_id: item.task, ...item.fields });
   }
@@ -233,6 +240,7 @@ function printOutcome(ctx: RunContext, summary: RunSummary, json: boolean, io: R
     io.writeOut(`${summaryJsonLine(summary)}\n`);
     return;
   }
+  const { summaryTable } = await import('../output/summary-table.js');
   io.writeOut(`${summaryTable(summary)}\n`);
 }
 

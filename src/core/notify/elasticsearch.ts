@@ -1,5 +1,7 @@
-import { Client, errors, type estypes } from '@elastic/elasticsearch';
+import type { Client, estypes } from '@elastic/elasticsearch';
 import { ConfigError, errorMessage, TransientError } from '../errors.js';
+
+type ElasticsearchErrors = typeof import('@elastic/elasticsearch').errors;
 
 export interface ElasticsearchClientOptions {
   /** Base URL of one node, http(s), without credentials. */
@@ -14,24 +16,47 @@ export interface ElasticsearchClientOptions {
   maxRetries?: number;
 }
 
+/** The Elasticsearch calls the commands make. */
+export interface ElasticsearchClient {
+  bulk(params: estypes.BulkRequest): Promise<estypes.BulkResponse>;
+  info(): Promise<estypes.InfoResponse>;
+  close(): Promise<void>;
+}
+
 /**
- * Creates an `@elastic/elasticsearch` client. Credentials go only into the client's `auth`
- * option, never into the URL, so they cannot appear in the client's errors or in our logs.
+ * Creates an Elasticsearch client. Credentials go only into the `@elastic/elasticsearch` client's
+ * `auth` option, never into the URL, so they cannot appear in the client's errors or in our logs.
  * Throws ConfigError for an invalid URL or an incomplete set of credentials.
+ *
+ * The options are checked at once, but the package (with its transport and undici, over 200
+ * modules) is imported and its client built only at the first call, so a cycle with nothing to
+ * send does not load it. `close()` before any call resolves without loading anything.
  */
-export function createElasticsearchClient(options: ElasticsearchClientOptions): Client {
+export function createElasticsearchClient(options: ElasticsearchClientOptions): ElasticsearchClient {
   const node = validateNodeUrl(options.node);
   if (!(Number.isFinite(options.requestTimeoutMs) && options.requestTimeoutMs > 0)) {
     throw new ConfigError(
       `invalid Elasticsearch request timeout ${options.requestTimeoutMs} ms: expected a positive number`,
     );
   }
-  return new Client({
-    node,
-    auth: buildAuth(options),
-    requestTimeout: options.requestTimeoutMs,
-    maxRetries: options.maxRetries,
-  });
+  const auth = buildAuth(options);
+  let loading: Promise<Client> | undefined;
+  const load = (): Promise<Client> => {
+    loading ??= import('@elastic/elasticsearch').then(
+      ({ Client }) =>
+        new Client({ node, auth, requestTimeout: options.requestTimeoutMs, maxRetries: options.maxRetries }),
+    );
+    return loading;
+  };
+  return {
+    bulk: async (params) => (await load()).bulk(params),
+    info: async () => (await load()).info(),
+    close: async () => {
+      if (loading !== undefined) {
+        await (await loading).close();
+      }
+    },
+  };
 }
 
 function validateNodeUrl(text: string): string {
@@ -95,7 +120,7 @@ export interface CreateDocumentsOptions {
  * when two documents share an id, because the second would always come back as `exists`.
  */
 export async function createDocuments(
-  client: Client,
+  client: ElasticsearchClient,
   index: string,
   docs: Array<{ id: string; document: object }>,
   options: CreateDocumentsOptions = {},
@@ -113,8 +138,10 @@ export async function createDocuments(
       options.refresh === undefined ? { operations } : { operations, refresh: options.refresh },
     );
   } catch (error) {
+    // The client has made a request, so the package is loaded and this import loads nothing new.
+    const { errors } = await import('@elastic/elasticsearch');
     throw new TransientError(
-      `Elasticsearch bulk create of ${docs.length} documents in ${index} failed: ${describeRequestError(error)}`,
+      `Elasticsearch bulk create of ${docs.length} documents in ${index} failed: ${describeRequestError(error, errors)}`,
       {
         dependency: 'elasticsearch',
         cause: error,
@@ -158,7 +185,7 @@ function classifyItem(item: estypes.BulkResponseItem | undefined, id: string): C
   return { outcome: 'rejected', reason };
 }
 
-function describeRequestError(error: unknown): string {
+function describeRequestError(error: unknown, errors: ElasticsearchErrors): string {
   if (error instanceof errors.ResponseError) {
     const cause = (error.body as { error?: { type?: string; reason?: string } } | undefined)?.error;
     const detail =

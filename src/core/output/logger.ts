@@ -1,4 +1,15 @@
-import { createConsola } from 'consola';
+import { createRequire } from 'node:module';
+
+type ConsolaModule = typeof import('consola');
+
+/**
+ * Loads consola when a human logger is created, so JSON mode, which every CronJob run uses, never
+ * loads it. require() gets consola's CommonJS build and keeps createLogger synchronous. This is
+ * the only module that loads consola, so the process never loads its ES module build as well.
+ */
+function loadConsola(): ConsolaModule {
+  return createRequire(import.meta.url)('consola') as ConsolaModule;
+}
 
 /** Structured fields attached to a log line. `bigint` values are written as decimal strings. */
 export type Fields = Record<string, unknown>;
@@ -75,7 +86,7 @@ export function createLogger(options: LoggerOptions, scope: Fields = {}): Logger
   const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
   const human = options.json
     ? undefined
-    : createConsola({
+    : loadConsola().createConsola({
         level: options.level === 'debug' ? 4 : 3,
         stdout: process.stderr,
         stderr: process.stderr,

@@ -1,4 +1,3 @@
-import chalk from 'chalk';
 import type { RunCounters } from '../engine/context.js';
 import { type Fields, sanitizeFields, toJson } from './logger.js';
 
@@ -23,36 +22,4 @@ export function summaryJsonLine(summary: RunSummary): string {
     msg: 'run summary',
     ...sanitizeFields({ ...summary }),
   });
-}
-
-/** Formats the summary as a small table for a terminal. */
-export function summaryTable(summary: RunSummary): string {
-  const rows: Array<[string, string]> = [
-    ['worker', summary.worker],
-    ['run id', summary.run_id],
-  ];
-  if (summary.dry_run) {
-    rows.push(['mode', chalk.cyan('dry run: nothing was changed')]);
-  }
-  rows.push(
-    ['claimed', String(summary.claimed)],
-    ['succeeded', chalk.green(String(summary.succeeded))],
-    ['retried', summary.retried > 0 ? chalk.yellow(String(summary.retried)) : '0'],
-    ['dead', summary.dead > 0 ? chalk.red(String(summary.dead)) : '0'],
-    ['skipped', String(summary.skipped)],
-  );
-  if (summary.lost > 0) {
-    rows.push(['lost lease', chalk.yellow(String(summary.lost))]);
-  }
-  for (const [key, value] of Object.entries(sanitizeFields(summary.details))) {
-    rows.push([key.replaceAll('_', ' '), typeof value === 'string' ? value : toJson(value)]);
-  }
-  rows.push(['duration', `${(summary.duration_ms / 1000).toFixed(2)} s`]);
-  const exit = summary.exit_code === 0 ? chalk.green('0') : chalk.red(String(summary.exit_code));
-  rows.push(['exit code', exit]);
-  for (const reason of summary.attention) {
-    rows.push(['attention', chalk.red(reason)]);
-  }
-  const width = Math.max(...rows.map(([key]) => key.length));
-  return rows.map(([key, value]) => `  ${chalk.dim(key.padEnd(width))}  ${value}`).join('\n');
 }
