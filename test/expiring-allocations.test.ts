@@ -352,3 +352,20 @@ test('days left rounds up and the message is singular for one', () => {
   assert.equal(expiryMessage(1), 'Your allocation expires in 1 day');
   assert.equal(expiryMessage(3), 'Your allocation expires in 3 days');
 });
+
+test('cycle with nothing due calls no dependency', async () => {
+  await seed([{ id: 'far-away', inHours: 90 * 24 }]);
+  const chainRequests = network.requests.length;
+  const elasticsearchRequests = elasticsearch.requestCount;
+
+  // With the block worker alone, reaching the sharders starts with a request for the network.
+  const result = await runCli(
+    ['expiring-allocations', '--json'],
+    env({ ZUS_SHARDERS: '', ZUS_BLOCK_WORKER: network.blockWorkerUrl }),
+  );
+
+  assert.equal(result.code, 0, result.stderr);
+  assert.equal(summaryOf(result).claimed, 0);
+  assert.equal(network.requests.length, chainRequests, 'no request to the block worker or the sharders');
+  assert.equal(elasticsearch.requestCount, elasticsearchRequests, 'no request to Elasticsearch');
+});

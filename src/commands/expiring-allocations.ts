@@ -47,7 +47,16 @@ export function expiringAllocations(): WorkerSpec {
 async function run(ctx: RunContext): Promise<void> {
   const windows = requireVariable(ctx.env, 'ZBOX_EXPIRY_WINDOWS_DAYS');
   const index = requireVariable(ctx.env, 'ZBOX_EXPIRY_INDEX');
-  const sharders = await connectSharders(ctx.env, ctx.logger);
+  // Connected at the first batch: a cycle with nothing due reads nothing from the chain (with
+  // ZUS_BLOCK_WORKER alone, connecting means a request for the network's sharders).
+  let connecting: Promise<ShardersClient> | undefined;
+  const sharders = () => {
+    connecting ??= connectSharders(ctx.env, ctx.logger).catch((error: unknown) => {
+      connecting = undefined;
+      throw error;
+    });
+    return connecting;
+  };
   const elasticsearch = createElasticsearchClient({
     node: requireVariable(ctx.env, 'ELASTICSEARCH_URL'),
     apiKey: ctx.env.ELASTICSEARCH_API_KEY || undefined,
@@ -57,13 +66,14 @@ async function run(ctx: RunContext): Promise<void> {
     await runQueueCycle(noticeWorker(windows, index, sharders, elasticsearch), ctx);
   } finally {
     await elasticsearch.close();
+    (await connecting?.catch(() => undefined))?.close();
   }
 }
 
 function noticeWorker(
   windows: number[],
   index: string,
-  sharders: ShardersClient,
+  sharders: () => Promise<ShardersClient>,
   elasticsearch: ReturnType<typeof createElasticsearchClient>,
 ): QueueWorker<Notice, NoticeResult> {
   return {
@@ -79,7 +89,7 @@ function noticeWorker(
     },
 
     executeBatch: async (notices, ctx) => {
-      const fresh = await rereadAllocations(notices, sharders);
+      const fresh = await rereadAllocations(notices, await sharders());
       const outcomes = new Map<bigint, Outcome<NoticeResult>>();
       const toSend: Array<{ notice: Notice; chain: AllocationInfo }> = [];
       for (const notice of notices) {
