@@ -1,8 +1,8 @@
 import { StopController } from './core/engine/stop.js';
-import { ConfigError, errorMessage, StartupError } from './core/errors.js';
-import { EXIT } from './core/exit-codes.js';
+import { errorMessage } from './core/errors.js';
+import { EXIT, exitCodeOfError } from './core/exit-codes.js';
 import type { CliIo } from './program.js';
-import { plainHelp } from './usage.js';
+import { commanderArgs, plainHelp } from './usage.js';
 
 /**
  * Entry point of zbox-workers: prints the page for a plain help request from src/usage.ts, hands
@@ -17,23 +17,13 @@ export type { CliIo } from './program.js';
 /** Width of help off a terminal, as commander sets it; on a terminal help fills its columns. */
 const HELP_WIDTH_OFF_TERMINAL = 80;
 
-/** Exit code of an error that escaped a command. */
-export function exitCodeOfError(error: unknown): number {
-  if (error instanceof ConfigError) {
-    return EXIT.config;
-  }
-  if (error instanceof StartupError) {
-    return EXIT.startup;
-  }
-  return EXIT.internal;
-}
-
 export async function main(argv: string[]): Promise<number> {
   const helpWidth =
     process.stdout.isTTY === true
       ? process.stdout.columns || HELP_WIDTH_OFF_TERMINAL
       : HELP_WIDTH_OFF_TERMINAL;
-  const help = plainHelp(argv.slice(2), helpWidth);
+  const args = argv.slice(2);
+  const help = plainHelp(args, helpWidth);
   if (help !== undefined) {
     process.stdout.write(help);
     return EXIT.ok;
@@ -51,7 +41,7 @@ export async function main(argv: string[]): Promise<number> {
   installSignalHandlers(stop);
   try {
     const { runProgram } = await import('./program.js');
-    return await runProgram(argv, io);
+    return await runProgram([...argv.slice(0, 2), ...commanderArgs(args)], io);
   } catch (error) {
     const code = exitCodeOfError(error);
     const label = code === EXIT.internal ? 'internal error (please report it)' : 'error';

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { WORKER_CATALOG } from './commands/catalog.js';
 import type { RuntimeIo, WorkerOptions, WorkerSpec } from './core/engine/runtime.js';
 import { EXIT } from './core/exit-codes.js';
 import {
@@ -110,7 +111,7 @@ export function buildProgram(io: CliIo, setExitCode: (code: number) => void): Co
     addCommand(program, spec)
       .addHelpText('after', EXIT_CODES_HELP)
       .action(async (options: Record<string, unknown>) => {
-        const workerSpec = await load(options);
+        const workerSpec = { ...(await load(options)), requires: requirementsOf(spec.name) };
         // The runtime (slonik, zod, the database code) loads only when a worker runs, not for --help.
         const { runWorker } = await import('./core/engine/runtime.js');
         const summary = await runWorker(workerSpec, workerOptions(options), io);
@@ -198,4 +199,9 @@ export async function runProgram(argv: string[], io: CliIo): Promise<number> {
     }
     throw error;
   }
+}
+
+/** Variables a worker cannot run without, from the worker catalog. */
+function requirementsOf(worker: string) {
+  return WORKER_CATALOG.find((entry) => entry.name === worker)?.requires ?? [];
 }

@@ -37,10 +37,25 @@ test('limit of zero exits 2', async () => {
   assert.match(result.stderr, /expected a whole number of at least 1, got "0"/);
 });
 
-test('missing DATABASE_URL exits 2 with the fix', async () => {
+test('missing variables are all named at once', async () => {
   const result = await runCli(['free-storage', '--json'], {});
   assert.equal(result.code, 2);
-  assert.match(result.stderr, /DATABASE_URL: missing \(.*--embedded/);
+  assert.match(
+    result.stderr,
+    /free-storage: missing DATABASE_URL \(postgres:\/\/USER:PASSWORD@HOST:5432\/DATABASE, or pass --embedded\); ZUS_SHARDERS or ZUS_BLOCK_WORKER\./,
+  );
+});
+
+test('worker requirements are checked before the database', async () => {
+  const result = await runCli(['funding-zbox', '--json'], {
+    DATABASE_URL: 'postgres://admin:hunter2secret@127.0.0.1:9/zbox',
+  });
+  assert.equal(result.code, 2, 'a configuration error, not an unreachable database (3)');
+  assert.match(
+    result.stderr,
+    /funding-zbox: missing ZUS_SHARDERS or ZUS_BLOCK_WORKER; ZBOX_TEAM_WALLET; ZBOX_FIREBASE_CREDENTIALS\./,
+  );
+  assert.doesNotMatch(result.stderr + result.stdout, /hunter2secret/);
 });
 
 test('invalid variable names the variable and the fix', async () => {
@@ -51,8 +66,9 @@ test('invalid variable names the variable and the fix', async () => {
   assert.equal(result.code, 2);
   assert.match(
     result.stderr,
-    /ZBOX_CONCURRENCY: invalid value \(value "many"\): .*\(set it to a whole number/,
+    /ZBOX_CONCURRENCY: invalid value \(value "many"\): not a number \(set it to a whole number/,
   );
+  assert.doesNotMatch(result.stderr, /expected number|NaN/, "zod's own wording is replaced");
 });
 
 test('invalid secret value is not printed', async () => {
@@ -67,6 +83,7 @@ test('invalid secret value is not printed', async () => {
 test('unreachable database exits 3 without the password', async () => {
   const result = await runCli(['free-storage', '--json'], {
     DATABASE_URL: 'postgres://admin:hunter2secret@127.0.0.1:9/zbox',
+    ZUS_SHARDERS: 'http://127.0.0.1:9',
   });
   assert.equal(result.code, 3);
   assert.match(result.stderr, /database unreachable at 127\.0\.0\.1:9\/zbox/);
@@ -88,11 +105,13 @@ test('lease shorter than deadline plus grace exits 2', async () => {
 });
 
 test('id on a singleton worker exits 2', async () => {
-  const result = await runCli(['free-storage', '--id', '4', '--json'], {
-    DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/test',
-  });
-  assert.equal(result.code, 2);
-  assert.match(result.stderr, /--id: free-storage is a singleton worker/);
+  for (const worker of ['free-storage', 'delete-wallet-transactions', 'delete-openai-files']) {
+    const result = await runCli([worker, '--id', '4', '--json'], {
+      DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/test',
+    });
+    assert.equal(result.code, 2, worker);
+    assert.match(result.stderr, /unknown option '--id'/, worker);
+  }
 });
 
 test('README lists every variable', () => {

@@ -25,12 +25,14 @@ let pool: DatabasePool;
 let network: ZusNetworkFake;
 const wallets = walletFolder();
 let team: WalletFile;
+let operator: WalletFile;
 
 before(async () => {
   database = await createTestDatabase('crash_create_allocation');
   await migrate(database.url, createMemoryLogger());
   pool = await openPool(database.url, { maximumPoolSize: 2 });
   team = await wallets.create('team');
+  operator = await wallets.create('operator');
   network = await startZusNetwork({
     sharders: 3,
     miners: 3,
@@ -85,6 +87,7 @@ test('SIGKILL at random moments creates each allocation once', { timeout: 600_00
       ZUS_MINERS: network.minerUrls.join(','),
       ZUS_CHAIN_ID: network.chainId,
       ZBOX_TEAM_WALLET: team.path,
+      ZBOX_OPERATOR_WALLET: operator.path,
       ZUS_CONFIRMATION_WAIT_SECONDS: '3',
       ZBOX_BACKOFF_BASE_SECONDS: '1',
       ZBOX_BACKOFF_MAX_SECONDS: '1',

@@ -6,6 +6,7 @@ import { migrate } from '../src/core/db/migrate.js';
 import { openPool } from '../src/core/db/pool.js';
 import { runWorker, type WorkerOptions } from '../src/core/engine/runtime.js';
 import { StopController } from '../src/core/engine/stop.js';
+import { ConfigError } from '../src/core/errors.js';
 import { createMemoryLogger } from '../src/core/output/logger.js';
 import { parseJsonLines } from './support/cli.js';
 import { createTestDatabase, type TestDatabase } from './support/database.js';
@@ -107,4 +108,56 @@ test('no secret field reaches the output', async () => {
   );
   assert.doesNotMatch(run.output(), /abc123secret/);
   assert.match(run.output(), /"client_id":"c1"/);
+});
+
+test('failed run closes its run record', async () => {
+  const run = io({});
+  const runIds: string[] = [];
+  await assert.rejects(
+    runWorker(
+      {
+        name: 'failing-test',
+        singleton: false,
+        body: async (ctx) => {
+          runIds.push(ctx.runId);
+          throw new ConfigError('ZBOX_TEAM_WALLET: file not found');
+        },
+      },
+      OPTIONS,
+      run.io,
+    ),
+    ConfigError,
+  );
+  const record = await pool.one(sql.type(
+    z.object({ finished: z.boolean(), exit_code: z.number().nullable(), summary: z.unknown() }),
+  )`
+    SELECT finished_at IS NOT NULL AS finished, exit_code, summary FROM zbox_runs WHERE run_id = ${runIds[0] ?? ''}`);
+  assert.equal(record.finished, true);
+  assert.equal(record.exit_code, 2);
+  assert.deepEqual(record.summary, { error: 'ZBOX_TEAM_WALLET: file not found' });
+});
+
+test('missing requirement stops the run before it opens the database', async () => {
+  const run = io({ DATABASE_URL: 'postgres://postgres@127.0.0.1:9/unreachable' });
+  let started = false;
+  await assert.rejects(
+    runWorker(
+      {
+        name: 'needs-elasticsearch',
+        singleton: false,
+        requires: [['ELASTICSEARCH_URL'], ['ZUS_SHARDERS', 'ZUS_BLOCK_WORKER']],
+        body: async () => {
+          started = true;
+        },
+      },
+      OPTIONS,
+      run.io,
+    ),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.message.startsWith(
+        'needs-elasticsearch: missing ELASTICSEARCH_URL; ZUS_SHARDERS or ZUS_BLOCK_WORKER.',
+      ),
+  );
+  assert.equal(started, false);
 });

@@ -2,6 +2,7 @@ import {
   type Environment,
   readVariable,
   requireVariable,
+  unmetRequirements,
   VARIABLES,
   type VariableName,
 } from '../core/config.js';
@@ -69,9 +70,9 @@ function checks(env: Environment, embedded: boolean): Check[] {
     ...WORKER_CATALOG.map((entry) => ({
       name: `config ${entry.name}`,
       run: async () => {
-        const missing = entry.requires.filter((names) => !names.some((name) => isSet(env, name)));
+        const missing = unmetRequirements(env, entry.requires);
         if (missing.length > 0) {
-          throw new Error(`missing ${missing.map((names) => names.join(' or ')).join(', ')}`);
+          throw new Error(`missing ${missing.join(', ')}`);
         }
         return 'all required variables are set';
       },

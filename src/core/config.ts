@@ -487,6 +487,19 @@ const DEFAULTS: Partial<Record<VariableName, string>> = {
 export type Environment = Record<string, string | undefined>;
 
 /**
+ * Returns the requirements `env` does not meet, each as its variable names joined by " or ". An
+ * inner list is met when any one of its variables is set to a non-empty value.
+ */
+export function unmetRequirements(
+  env: Environment,
+  requires: ReadonlyArray<readonly VariableName[]>,
+): string[] {
+  return requires
+    .filter((names) => !names.some((name) => env[name] !== undefined && env[name] !== ''))
+    .map((names) => names.join(' or '));
+}
+
+/**
  * Reads one variable: the environment's value, else its default. Returns `undefined` for an
  * unset optional variable. Raises ConfigError naming the variable, the problem and the fix; the
  * value itself is shown only for variables that are not secret.
@@ -502,11 +515,22 @@ export function readVariable<K extends VariableName>(
   }
   const result = spec.schema.safeParse(raw);
   if (!result.success) {
-    const problem = result.error.issues.map((issue) => issue.message).join('; ');
+    const problem = result.error.issues.map(problemOfIssue).join('; ');
     const shown = 'secret' in spec && spec.secret ? '' : ` (value ${JSON.stringify(raw)})`;
     throw new ConfigError(`${name}: invalid value${shown}: ${problem} (${spec.fix})`);
   }
   return result.data as VariableValue<K>;
+}
+
+/**
+ * Returns an issue's problem in plain words. zod reports text that does not parse as a number as
+ * "Invalid input: expected number, received NaN", which becomes "not a number".
+ */
+function problemOfIssue(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_type' && issue.expected === 'number') {
+    return 'not a number';
+  }
+  return issue.message;
 }
 
 /** Reads a variable a command cannot work without. */

@@ -1,3 +1,5 @@
+import { ConfigError, StartupError } from './errors.js';
+
 /** Exit codes of every command. The CronJobs' podFailurePolicy and alerts rely on these values. */
 export const EXIT = {
   /** Cycle completed; nothing needs a person (retries scheduled within budget count as fine). */
@@ -15,3 +17,14 @@ export const EXIT = {
   /** Interrupted by SIGTERM after draining. */
   sigterm: 143,
 } as const;
+
+/** Exit code of an error that escaped a command. */
+export function exitCodeOfError(error: unknown): number {
+  if (error instanceof ConfigError) {
+    return EXIT.config;
+  }
+  if (error instanceof StartupError) {
+    return EXIT.startup;
+  }
+  return EXIT.internal;
+}

@@ -7,11 +7,13 @@ import {
   readRunTiming,
   readVariable,
   requireVariable,
+  unmetRequirements,
+  type VariableName,
 } from '../config.js';
 import { assertSchemaUsable, migrate } from '../db/migrate.js';
 import { openPool } from '../db/pool.js';
-import { ConfigError } from '../errors.js';
-import { EXIT } from '../exit-codes.js';
+import { ConfigError, errorMessage } from '../errors.js';
+import { EXIT, exitCodeOfError } from '../exit-codes.js';
 import { createLogger, type Logger, toJson } from '../output/logger.js';
 import type { Spinner } from '../output/spinner.js';
 import { type RunSummary, summaryJsonLine } from '../output/summary.js';
@@ -34,6 +36,8 @@ export interface WorkerSpec {
   name: string;
   /** Singleton workers hold a session advisory lock named after the worker for the whole run. */
   singleton: boolean;
+  /** Variables checked before the database opens (the worker catalog's list); an inner list is met by any one name. */
+  requires?: ReadonlyArray<readonly VariableName[]>;
   body: (ctx: RunContext) => Promise<void>;
 }
 
@@ -135,6 +139,7 @@ export async function runWorker(
     onProgress: () => spinner?.update(ctx.counters),
   };
 
+  checkRequirements(spec, options.embedded, io.env);
   const database = await openDatabase(io.env, options.embedded, logger);
   try {
     const full: RunContext = { ...ctx, pool: database.pool };
@@ -143,6 +148,11 @@ export async function runWorker(
     deadline.unref();
     try {
       await runBody(spec, full);
+    } catch (error) {
+      if (!full.dryRun) {
+        await closeFailedRunRecord(full.pool, runId, error);
+      }
+      throw error;
     } finally {
       clearTimeout(deadline);
       spinner?.stop();
@@ -218,6 +228,38 @@ export function exitCodeOf(ctx: Pick<RunContext, 'stop' | 'attention'>): number 
     return EXIT.sigint;
   }
   return ctx.attention.length > 0 ? EXIT.attention : EXIT.ok;
+}
+
+/**
+ * Checks, before anything starts, that the variables the worker needs are set, and names every
+ * missing one in one error. DATABASE_URL is among them unless the run uses the embedded database.
+ */
+function checkRequirements(spec: WorkerSpec, embedded: boolean, env: Environment): void {
+  const missing = unmetRequirements(env, spec.requires ?? []);
+  if (!embedded) {
+    if (readVariable(env, 'DATABASE_URL') === undefined) {
+      missing.unshift('DATABASE_URL (postgres://USER:PASSWORD@HOST:5432/DATABASE, or pass --embedded)');
+    }
+  }
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `${spec.name}: missing ${missing.join('; ')}. Set ${missing.length === 1 ? 'it' : 'them'} (\`zbox-workers doctor\` lists what each worker needs)`,
+    );
+  }
+}
+
+/**
+ * Closes the run record of a run that ended with an error, with the exit code the CLI will return
+ * and the message, so `status` does not show the run as still going. A failure to write is
+ * ignored: the error that ended the run is the one to report.
+ */
+async function closeFailedRunRecord(pool: DatabasePool, runId: string, error: unknown): Promise<void> {
+  await pool
+    .query(sql.unsafe`
+      UPDATE zbox_runs SET finished_at = now(), exit_code = ${exitCodeOfError(error)},
+        summary = ${toJson({ error: errorMessage(error) })}::jsonb
+      WHERE run_id = ${runId} AND finished_at IS NULL`)
+    .catch(() => undefined);
 }
 
 async function finishRunRecord(pool: DatabasePool, summary: RunSummary): Promise<void> {
