@@ -52,7 +52,16 @@ const JSON_OBJECT: OptionSpec = {
   description: 'one JSON object (the default off a terminal)',
 };
 
-/** Options of every worker command. */
+const ID_OPTION: OptionSpec = {
+  flags: '--id <id>',
+  description: 'only this task id, due or not, unless another run holds it (repeatable)',
+  value: 'task-id',
+};
+
+/**
+ * Options of the worker commands. Singleton workers have no task ids, so they take all but
+ * `--id`, and commander rejects `--id` on them as an unknown option.
+ */
 export const WORKER_OPTIONS: OptionSpec[] = [
   { flags: '--dry-run', description: 'print what each task would do; change nothing anywhere' },
   {
@@ -60,11 +69,7 @@ export const WORKER_OPTIONS: OptionSpec[] = [
     description: 'maximum tasks to claim in this run (env ZBOX_LIMIT, default 1000)',
     value: 'positive-integer',
   },
-  {
-    flags: '--id <id>',
-    description: 'only this task id, due or not, unless another run holds it (repeatable)',
-    value: 'task-id',
-  },
+  ID_OPTION,
   {
     flags: '--concurrency <tasks>',
     description: 'tasks executed at once (env ZBOX_CONCURRENCY, default 8)',
@@ -89,7 +94,8 @@ const WORKER_EXTRA_OPTIONS: Record<string, OptionSpec[]> = {
     },
     {
       flags: '--batch-size <rows>',
-      description: 'rows deleted per transaction (env ZBOX_DELETE_BATCH_SIZE, default 5000)',
+      description:
+        "rows of the table, expired or not, per range transaction, turned into blocks with the planner's rows-per-block estimate (env ZBOX_DELETE_BATCH_SIZE, default 5000)",
       value: 'positive-integer',
     },
   ],
@@ -100,7 +106,10 @@ export const WORKER_COMMANDS: CommandSpec[] = WORKER_CATALOG.map((entry) => ({
   name: entry.name,
   summary: `${entry.summary} [${entry.schedule}]`,
   description: `${entry.summary}.\nSuggested schedule: ${entry.schedule}.`,
-  options: [...WORKER_OPTIONS, ...(WORKER_EXTRA_OPTIONS[entry.name] ?? [])],
+  options: [
+    ...WORKER_OPTIONS.filter((option) => option !== ID_OPTION || entry.queueTable !== undefined),
+    ...(WORKER_EXTRA_OPTIONS[entry.name] ?? []),
+  ],
 }));
 
 /** The operations commands, listed after the workers. */
@@ -198,6 +207,23 @@ export function plainHelp(args: readonly string[], width: number): string | unde
   const name = first === 'help' ? second : isHelpFlag(second) ? first : undefined;
   const command = COMMANDS.find((candidate) => candidate.name === name);
   return command === undefined ? undefined : commandHelp(command, width);
+}
+
+/**
+ * Returns the arguments for the commander program. `help <name>` for a name that is not a command
+ * becomes `<name>`, on which commander reports the unknown command with its did-you-mean hint and
+ * exits 2. Commander's own help command would print the program's help and no error. Any other
+ * arguments are returned unchanged.
+ */
+export function commanderArgs(args: readonly string[]): string[] {
+  const [first, topic, ...rest] = args;
+  const isUnknownTopic =
+    first === 'help' &&
+    topic !== undefined &&
+    topic !== 'help' &&
+    !topic.startsWith('-') &&
+    !COMMANDS.some((command) => command.name === topic);
+  return isUnknownTopic ? [topic, ...rest] : [...args];
 }
 
 function programHelp(width: number): string {

@@ -270,11 +270,76 @@ test('dry run lists requests and skips and writes nothing', async () => {
   const result = await runCli(['authorized-blobbers', '--dry-run', '--json'], env());
   assert.equal(result.code, 0, result.stderr);
   const plan = result.lines.filter((line) => String(line.msg).startsWith('would '));
-  assert.ok(plan.some((line) => String(line.msg).includes(`from blobber ${blobber(0).id}`)));
+  assert.ok(
+    plan.some((line) =>
+      String(line.msg).startsWith(
+        `would refresh blobber ${blobber(0).id} from the chain, then request a ticket`,
+      ),
+    ),
+  );
   assert.ok(plan.some((line) => String(line.msg).includes('blobber is not available')));
   assert.equal(
     JSON.stringify(await rows(), (_key, value) => (typeof value === 'bigint' ? String(value) : value)),
     before,
   );
   assert.equal(blobbers.requests.length, requests, 'no blobber was called');
+});
+
+test('dry run describes rows by the refresh of their blobber', async () => {
+  const fresh = blobber(0);
+  const killed = blobber(1);
+  const cooling = blobber(2);
+  await requestTicket(pool, fresh.id, CLIENT_A);
+  await requestTicket(pool, killed.id, CLIENT_A);
+  await requestTicket(pool, cooling.id, CLIENT_A);
+  network.upsertBlobber({
+    id: killed.id,
+    url: killed.url,
+    isRestricted: true,
+    isKilled: true,
+    publicKey: killed.publicKey,
+  });
+  await pool.query(sql.unsafe`
+    INSERT INTO blobber_cooldowns (blobber_id, consecutive_failures, cooldown_until, last_error)
+    VALUES (${cooling.id}, 1, now() + interval '1 hour', 'connection refused')`);
+  const ids = new Map(
+    (
+      await pool.any(
+        sql.type(z.object({ id: z.bigint(), blobber_id: z.string() }))`
+          SELECT id, blobber_id FROM restricted_blobber_tickets`,
+      )
+    ).map((row) => [row.blobber_id, String(row.id)]),
+  );
+  const planOf = (result: Awaited<ReturnType<typeof runCli>>, blobberId: string) =>
+    String(result.lines.find((line) => line.task_id === ids.get(blobberId))?.msg);
+
+  const requests = blobbers.requests.length;
+  const dryRun = await runCli(['authorized-blobbers', '--dry-run', '--json'], env());
+
+  assert.equal(dryRun.code, 0, dryRun.stdout + dryRun.stderr);
+  assert.match(
+    planOf(dryRun, fresh.id),
+    new RegExp(
+      `^would refresh blobber ${fresh.id} from the chain, then request a ticket for client ${CLIENT_A}`,
+    ),
+  );
+  assert.ok(planOf(dryRun, fresh.id).endsWith(`at ${fresh.url}`), planOf(dryRun, fresh.id));
+  assert.match(planOf(dryRun, killed.id), /^would wait: blobber is killed/);
+  assert.match(
+    planOf(dryRun, cooling.id),
+    new RegExp(`^would wait until .*: blobber ${cooling.id} is cooling down`),
+  );
+  assert.doesNotMatch(dryRun.stdout, /be marked dead/);
+  assert.ok(
+    (await rows()).every((row) => row.skip_reason === null && row.last_error === null),
+    'nothing written',
+  );
+  assert.equal(blobbers.requests.length, requests, 'no blobber was called');
+
+  const run = await runCli(['authorized-blobbers', '--json'], env());
+
+  assert.equal(run.code, 0, run.stdout + run.stderr);
+  assert.equal(summaryOf(run).claimed, 1, 'only the row the dry run said would get a ticket');
+  assert.equal(summaryOf(run).succeeded, 1);
+  assert.equal((await rows()).find((row) => row.blobber_id === fresh.id)?.status, 'succeeded');
 });

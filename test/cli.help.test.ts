@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { StopController } from '../src/core/engine/stop.js';
 import { buildProgram, type CliIo } from '../src/program.js';
-import { OPERATIONS_COMMANDS, plainHelp, WORKER_COMMANDS } from '../src/usage.js';
+import { commanderArgs, OPERATIONS_COMMANDS, plainHelp, WORKER_COMMANDS } from '../src/usage.js';
 import { runCli } from './support/cli.js';
 
 /** Help text as the commander program prints it for `args` at `width` columns. */
@@ -63,5 +63,46 @@ describe('plain help', () => {
     assert.equal(result.code, 0, result.stderr);
     assert.equal(result.stdout, plainHelp(['delete-wallet-transactions', '--help'], 80));
     assert.match(result.stdout, /--retention-days <days>/);
+    assert.match(
+      result.stdout,
+      /--batch-size <rows>\s+rows of the table, expired or not, per range\s+transaction,[\s\S]*rows-per-block\s+estimate/,
+    );
+    assert.doesNotMatch(result.stdout, /rows deleted per transaction/);
+  });
+
+  test('only queue workers list --id', () => {
+    for (const command of WORKER_COMMANDS) {
+      const help = plainHelp([command.name, '--help'], 80) ?? '';
+      const singleton = ['delete-wallet-transactions', 'free-storage', 'delete-openai-files'].includes(
+        command.name,
+      );
+
+      assert.equal(/--id <id>/.test(help), !singleton, command.name);
+    }
+  });
+});
+
+describe('help for an unknown command', () => {
+  test('names the command and exits 2', async () => {
+    const result = await runCli(['help', 'frobnicate'], {});
+
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /^error: unknown command 'frobnicate'$/m);
+    assert.doesNotMatch(result.stdout + result.stderr, /Commands:/, 'the full help is not printed');
+  });
+
+  test('suggests a close command name', async () => {
+    const result = await runCli(['help', 'free-stroage'], {});
+
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /unknown command 'free-stroage'\n\(Did you mean free-storage\?\)/);
+  });
+
+  test('keeps help for known commands and commander spellings', () => {
+    assert.deepEqual(commanderArgs(['help', 'frobnicate', '--json']), ['frobnicate', '--json']);
+    assert.deepEqual(commanderArgs(['help', 'requeue']), ['help', 'requeue']);
+    assert.deepEqual(commanderArgs(['help', 'help']), ['help', 'help']);
+    assert.deepEqual(commanderArgs(['help', '--verbose']), ['help', '--verbose']);
+    assert.deepEqual(commanderArgs(['free-storage', '--json']), ['free-storage', '--json']);
   });
 });

@@ -83,10 +83,12 @@ function ticketWorker(deps: {
   operator: Wallet;
 }): QueueWorker<TicketTask, { ticket: string; round: number | undefined }> {
   const { settings, round } = deps;
+  // Filled by a dry run's preview only: what the producer step would do with each blobber's rows.
+  const previewed = new Map<string, PreviewedBlobber>();
   return {
     name: 'authorized-blobbers',
     table: 'restricted_blobber_tickets',
-    parseTask,
+    parseTask: (row) => parseTask(row, previewed),
     dependencyOf: (task) => task.blobberId,
     // One failure of a blobber stops calls to it for the rest of the run.
     cooldownAfterFailures: 1,
@@ -129,26 +131,83 @@ function ticketWorker(deps: {
       await storeTicket(tx, task.id, result.ticket, result.round);
     },
 
+    // The real run refreshes a blobber before it claims, so a row of a blobber the preview read
+    // is described by what the refresh does to it.
     describe: async (task, ctx) => {
+      const fields = { blobber_id: task.blobberId, client_id: task.clientId };
+      const blobber = previewed.get(task.blobberId);
+      if (blobber !== undefined && blobber.plan.kind !== 'request') {
+        return { action: describeSkip(blobber.plan), fields };
+      }
+      if (blobber?.cooldownUntil !== undefined) {
+        return {
+          action: `wait until ${blobber.cooldownUntil.toISOString()}: blobber ${task.blobberId} is cooling down after failures`,
+          fields,
+        };
+      }
       const ticketRound =
         round === undefined ? undefined : await ticketRoundFor(ctx.pool, task.clientId, round, settings);
-      return {
-        action: `request a ticket for client ${task.clientId} from blobber ${task.blobberId} at ${task.blobberUrl}`,
-        fields: { blobber_id: task.blobberId, client_id: task.clientId, round: ticketRound },
-      };
+      const action =
+        blobber === undefined
+          ? `request a ticket for client ${task.clientId} from blobber ${task.blobberId} at ${task.blobberUrl}`
+          : `refresh blobber ${task.blobberId} from the chain, then request a ticket for client ${task.clientId} at ${task.blobberUrl}`;
+      return { action, fields: { ...fields, round: ticketRound } };
     },
 
+    // Makes only read-only calls: the blobbers' state from the sharders and the stored cooldowns.
     preview: async (ctx) => {
       const ids = await blobbersToRefresh(ctx.pool, round, settings.refreshRounds);
       const infos = await fetchBlobbers(deps.sharders, ids);
+      const cooldowns = await readActiveCooldowns(ctx.pool, ids);
       for (const id of ids) {
-        const reason = skipReason(infos.get(id));
-        if (reason !== undefined) {
-          ctx.plan.push({ task: `blobber ${id}`, action: `skip its rows: ${reason}` });
+        const plan = planOfBlobber(infos.get(id));
+        previewed.set(id, { plan, cooldownUntil: cooldowns.get(id)?.cooldown_until });
+        if (plan.kind !== 'request') {
+          ctx.plan.push({ task: `blobber ${id}`, action: `skip its rows: ${plan.reason}` });
         }
       }
     },
   };
+}
+
+/** Action of the producer step on the rows of one blobber, chosen by the blobber's state on the chain. */
+type BlobberPlan =
+  /** Usable: the rows get the blobber's current URL and become due when they need a ticket. */
+  | { kind: 'request'; url: string }
+  /** Killed, shut down, not available or not found: the rows wait with the reason. */
+  | { kind: 'wait'; reason: string; url: string | undefined }
+  /** No longer restricted: the pending rows leave the queue without a ticket. */
+  | { kind: 'leave'; reason: string; url: string };
+
+interface PreviewedBlobber {
+  plan: BlobberPlan;
+  /** End of the blobber's stored cooldown, until which its rows wait. */
+  cooldownUntil: Date | undefined;
+}
+
+function planOfBlobber(info: BlobberInfo | undefined): BlobberPlan {
+  if (info === undefined) {
+    return { kind: 'wait', reason: 'blobber not found on chain', url: undefined };
+  }
+  if (!info.isRestricted && !info.isEnterprise) {
+    return { kind: 'leave', reason: 'blobber is no longer restricted: no ticket needed', url: info.url };
+  }
+  if (info.isKilled) {
+    return { kind: 'wait', reason: 'blobber is killed', url: info.url };
+  }
+  if (info.isShutdown) {
+    return { kind: 'wait', reason: 'blobber is shut down', url: info.url };
+  }
+  if (info.notAvailable) {
+    return { kind: 'wait', reason: 'blobber is not available', url: info.url };
+  }
+  return { kind: 'request', url: info.url };
+}
+
+function describeSkip(plan: Exclude<BlobberPlan, { kind: 'request' }>): string {
+  return plan.kind === 'leave'
+    ? `leave the queue: ${plan.reason}`
+    : `wait: ${plan.reason} (looked at again in ${SKIPPED_BLOBBER_DELAY_SECONDS / 60} min)`;
 }
 
 const ticketRow = z.object({
@@ -158,8 +217,25 @@ const ticketRow = z.object({
   blobber_url: z.string({ error: 'the blobber URL is not known yet' }).min(1),
 });
 
-function parseTask(row: Row): TicketTask {
-  const parsed = ticketRow.parse(row);
+/**
+ * Turns a row into a task. On a dry run, `previewed` contains the blobbers the real run would refresh
+ * before it claims: their rows take the URL from the chain, so a row whose URL is not stored yet
+ * is no error there. It is empty on a real run, which claims after the refresh.
+ */
+function parseTask(row: Row, previewed: ReadonlyMap<string, PreviewedBlobber>): TicketTask {
+  const blobber = previewed.get(String(row.blobber_id));
+  if (blobber === undefined) {
+    return taskOf(ticketRow.parse(row));
+  }
+  const parsed = previewedTicketRow.parse(row);
+  // Empty only for a blobber the chain did not return, whose rows the real run does not claim.
+  const blobberUrl = blobber.plan.url ?? parsed.blobber_url ?? '';
+  return taskOf({ ...parsed, blobber_url: blobberUrl });
+}
+
+const previewedTicketRow = ticketRow.extend({ blobber_url: z.string().nullable() });
+
+function taskOf(parsed: z.infer<typeof ticketRow>): TicketTask {
   return {
     id: parsed.id,
     blobberId: parsed.blobber_id,
@@ -183,18 +259,17 @@ async function refreshBlobbers(
   const infos = await fetchBlobbers(sharders, ids);
   const cooldowns = await readActiveCooldowns(ctx.pool, ids);
   for (const id of ids) {
-    const info = infos.get(id);
-    const reason = skipReason(info);
-    if (info !== undefined && !info.isRestricted && !info.isEnterprise) {
-      const count = await markTicketsNotNeeded(ctx.pool, id, reason as string);
-      logSkip(ctx, id, reason as string, count);
-    } else if (reason !== undefined || info === undefined) {
-      const count = await skipTicketsOfBlobber(ctx.pool, id, reason as string, SKIPPED_BLOBBER_DELAY_SECONDS);
-      logSkip(ctx, id, reason as string, count);
+    const plan = planOfBlobber(infos.get(id));
+    if (plan.kind === 'leave') {
+      const count = await markTicketsNotNeeded(ctx.pool, id, plan.reason);
+      logSkip(ctx, id, plan.reason, count);
+    } else if (plan.kind === 'wait') {
+      const count = await skipTicketsOfBlobber(ctx.pool, id, plan.reason, SKIPPED_BLOBBER_DELAY_SECONDS);
+      logSkip(ctx, id, plan.reason, count);
     } else {
       await armTicketsOfBlobber(
         ctx.pool,
-        { id, url: info.url, notBefore: cooldowns.get(id)?.cooldown_until },
+        { id, url: plan.url, notBefore: cooldowns.get(id)?.cooldown_until },
         round,
         refreshRounds,
       );
@@ -207,26 +282,6 @@ function logSkip(ctx: RunContext, blobberId: string, reason: string, rows: numbe
   if (rows > 0) {
     ctx.logger.info('blobber rows skipped', { blobber_id: blobberId, reason, rows });
   }
-}
-
-/** Returns why a blobber's rows are not worked on now, or undefined when tickets can be requested. */
-function skipReason(info: BlobberInfo | undefined): string | undefined {
-  if (info === undefined) {
-    return 'blobber not found on chain';
-  }
-  if (!info.isRestricted && !info.isEnterprise) {
-    return 'blobber is no longer restricted: no ticket needed';
-  }
-  if (info.isKilled) {
-    return 'blobber is killed';
-  }
-  if (info.isShutdown) {
-    return 'blobber is shut down';
-  }
-  if (info.notAvailable) {
-    return 'blobber is not available';
-  }
-  return undefined;
 }
 
 async function coolDownBlobber(ctx: RunContext, blobberId: string, error: string): Promise<Date> {

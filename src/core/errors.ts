@@ -65,10 +65,39 @@ export class PermanentError extends Error {
   }
 }
 
-/** Text of any thrown value, for logs and `last_error`. */
+/**
+ * Returns the text of any thrown value, for logs and `last_error`. A zod validation error becomes
+ * one line, `<path>: <message>` per issue joined with "; ", in place of its JSON dump of the issues.
+ */
 export function errorMessage(error: unknown): string {
+  if (isZodError(error)) {
+    return error.issues.map(issueText).join('; ');
+  }
   if (error instanceof Error) {
     return error.message;
   }
   return String(error);
+}
+
+interface ValidationIssue {
+  path?: ReadonlyArray<PropertyKey>;
+  message?: unknown;
+}
+
+/**
+ * Recognises a ZodError by its shape, so that this module, which the plain `--help` path loads,
+ * does not load zod.
+ */
+function isZodError(error: unknown): error is Error & { issues: ValidationIssue[] } {
+  if (!(error instanceof Error) || error.name !== 'ZodError') {
+    return false;
+  }
+  const issues: unknown = (error as { issues?: unknown }).issues;
+  return Array.isArray(issues) && issues.length > 0;
+}
+
+function issueText(issue: ValidationIssue): string {
+  const message = String(issue.message ?? 'invalid value');
+  const path = Array.isArray(issue.path) ? issue.path.map(String).join('.') : '';
+  return path === '' ? message : `${path}: ${message}`;
 }

@@ -104,7 +104,7 @@ async function previewCycle<T extends { id: bigint }, R>(worker: QueueWorker<T, 
       const described = await worker.describe(task, ctx);
       ctx.plan.push({ task: String(row.id), ...described });
     } catch (error) {
-      ctx.plan.push({ task: String(row.id), action: `would be marked dead: ${errorMessage(error)}` });
+      ctx.plan.push({ task: String(row.id), action: `be marked dead: ${errorMessage(error)}` });
     }
   }
   await reportUnclaimedIds(

@@ -14,13 +14,15 @@ export function summaryTable(summary: RunSummary): string {
   if (summary.dry_run) {
     rows.push(['mode', chalk.cyan('dry run: nothing was changed')]);
   }
-  rows.push(
-    ['claimed', String(summary.claimed)],
-    ['succeeded', chalk.green(String(summary.succeeded))],
-    ['retried', summary.retried > 0 ? chalk.yellow(String(summary.retried)) : '0'],
-    ['dead', summary.dead > 0 ? chalk.red(String(summary.dead)) : '0'],
-    ['skipped', String(summary.skipped)],
-  );
+  if (showsTaskCounters(summary)) {
+    rows.push(
+      ['claimed', String(summary.claimed)],
+      ['succeeded', chalk.green(String(summary.succeeded))],
+      ['retried', summary.retried > 0 ? chalk.yellow(String(summary.retried)) : '0'],
+      ['dead', summary.dead > 0 ? chalk.red(String(summary.dead)) : '0'],
+      ['skipped', String(summary.skipped)],
+    );
+  }
   if (summary.lost > 0) {
     rows.push(['lost lease', chalk.yellow(String(summary.lost))]);
   }
@@ -35,4 +37,24 @@ export function summaryTable(summary: RunSummary): string {
   }
   const width = Math.max(...rows.map(([key]) => key.length));
   return rows.map(([key, value]) => `  ${chalk.dim(key.padEnd(width))}  ${value}`).join('\n');
+}
+
+/**
+ * Returns false when every task counter is 0 and the details report what the run did: a
+ * singleton worker's run that counts no task (delete-wallet-transactions reports `deleted`), or a
+ * queue worker's run that claimed nothing after its producer step reported its figures. A run
+ * with neither counters nor details keeps the counters, so the table shows that nothing was
+ * claimed. The JSON summary always carries every counter.
+ */
+function showsTaskCounters(summary: RunSummary): boolean {
+  const counters = [
+    summary.claimed,
+    summary.succeeded,
+    summary.retried,
+    summary.dead,
+    summary.skipped,
+    summary.lost,
+  ];
+  const hasDetails = Object.values(summary.details).some((value) => value !== undefined);
+  return counters.some((count) => count > 0) || !hasDetails;
 }
