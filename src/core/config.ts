@@ -44,7 +44,7 @@ export const VARIABLES = {
   ZBOX_DATA_DIR: variable({
     schema: z.string().min(1),
     meaning:
-      'folder of the embedded PostgreSQL (used only with --embedded and by tests without DATABASE_URL)',
+      'folder of the embedded PostgreSQL, used with --embedded and by demo (the tests use .zbox-data/test)',
     shownDefault: '.zbox-data (under the working directory)',
     fix: 'set it to a writable folder',
   }),
