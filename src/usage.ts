@@ -54,7 +54,7 @@ const JSON_OBJECT: OptionSpec = {
 
 const ID_OPTION: OptionSpec = {
   flags: '--id <id>',
-  description: 'only this task id, due or not, unless another run holds it (repeatable)',
+  description: 'only this task id, due or not, unless another run has claimed it (repeatable)',
   value: 'task-id',
 };
 

@@ -285,7 +285,7 @@ test('dry run lists requests and skips and writes nothing', async () => {
   assert.equal(blobbers.requests.length, requests, 'no blobber was called');
 });
 
-test('dry run describes rows by the refresh of their blobber', async () => {
+test('dry run follows blobber refresh', async () => {
   const fresh = blobber(0);
   const killed = blobber(1);
   const cooling = blobber(2);

@@ -166,7 +166,7 @@ test('deletes expired rows across many ranges', async () => {
   assert.equal((summaryOf(rerun).details as Record<string, unknown>).deleted, 0);
 });
 
-test('rows in reused free space are judged by age', async () => {
+test('reused free space judged by age', async () => {
   await pool.query(sql.unsafe`TRUNCATE team_wallet_spending RESTART IDENTITY`);
   await pool.query(sql.unsafe`
     INSERT INTO team_wallet_spending (wallet_client_id, purpose, amount_sas, state, created_at)

@@ -337,6 +337,14 @@ test('task with a transaction in flight never dies on attempts', async () => {
   assert.equal(row.attempts, 1);
 });
 
+/** Turns the test worker into a batch worker of 10 tasks a batch. */
+function batchWorker(
+  table: string,
+  executeBatch: NonNullable<ReturnType<typeof testWorker>['executeBatch']>,
+) {
+  return { ...testWorker(table, async () => 'unused'), execute: undefined, executeBatch, batchSize: 10 };
+}
+
 describe('recording the successes of one execution', () => {
   const resultRow = z.object({ id: z.bigint(), status: z.string(), result: z.string().nullable() });
 
@@ -345,14 +353,7 @@ describe('recording the successes of one execution', () => {
       SELECT id, status, result FROM ${sql.identifier([table])} ORDER BY id`);
   }
 
-  function batchWorker(
-    table: string,
-    executeBatch: NonNullable<ReturnType<typeof testWorker>['executeBatch']>,
-  ) {
-    return { ...testWorker(table, async () => 'unused'), execute: undefined, executeBatch, batchSize: 10 };
-  }
-
-  test('a batch is recorded by one recordSuccessMany call with only the tasks this run still owns', async () => {
+  test('batch success recorded once for owned tasks', async () => {
     const table = 'queue_record_many';
     await createTestQueue(pool, table, 10);
     const calls: bigint[][] = [];
@@ -404,7 +405,7 @@ describe('recording the successes of one execution', () => {
     }
   });
 
-  test('a failing recordSuccessMany leaves no success of its batch written', async () => {
+  test('failing recordSuccessMany writes nothing', async () => {
     const table = 'queue_record_many_fails';
     await createTestQueue(pool, table, 4);
     const worker = {
@@ -428,7 +429,7 @@ describe('recording the successes of one execution', () => {
     }
   });
 
-  test('successes and failures of one batch are each recorded', async () => {
+  test('mixed batch outcomes recorded', async () => {
     const table = 'queue_batch_mixed';
     await createTestQueue(pool, table, 6);
     const worker = {
@@ -461,7 +462,7 @@ describe('recording the successes of one execution', () => {
     );
   });
 
-  test('a worker that records no columns of its own has its successes marked', async () => {
+  test('success marked without own columns', async () => {
     const table = 'queue_no_record';
     await createTestQueue(pool, table, 25);
     const worker = { ...testWorker(table, async () => 'ok'), recordSuccess: undefined };
@@ -474,7 +475,7 @@ describe('recording the successes of one execution', () => {
   });
 });
 
-test('a configuration error gives its task back unspent and ends the run after the tasks in flight', async () => {
+test('configuration error releases task and ends run', async () => {
   const table = 'queue_config_error';
   await createTestQueue(pool, table, 20);
   const started: bigint[] = [];
@@ -514,19 +515,14 @@ test('a configuration error gives its task back unspent and ends the run after t
   assert.equal(due, 19n, 'every task but the finished one is due again at once');
 });
 
-test('a batch larger than a claim chunk is executed whole', async () => {
+test('batch larger than claim chunk', async () => {
   const table = 'queue_large_batch';
   await createTestQueue(pool, table, 25);
   const sizes: number[] = [];
-  const worker = {
-    ...testWorker(table, async () => 'unused'),
-    execute: undefined,
-    batchSize: 10,
-    executeBatch: async (tasks: Array<{ id: bigint }>) => {
-      sizes.push(tasks.length);
-      return new Map(tasks.map((task) => [task.id, { kind: 'succeeded' as const, result: 'ok' }]));
-    },
-  };
+  const worker = batchWorker(table, async (tasks) => {
+    sizes.push(tasks.length);
+    return new Map(tasks.map((task) => [task.id, { kind: 'succeeded' as const, result: 'ok' }]));
+  });
   const ctx = testContext(pool, { concurrency: 1, claimBatch: 4 });
   await runQueueCycle(worker, ctx);
   assert.deepEqual(sizes, [10, 10, 5]);

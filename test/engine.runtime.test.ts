@@ -137,7 +137,7 @@ test('failed run closes its run record', async () => {
   assert.deepEqual(record.summary, { error: 'ZBOX_TEAM_WALLET: file not found' });
 });
 
-test('missing requirement stops the run before it opens the database', async () => {
+test('missing requirement stops before database', async () => {
   const run = io({ DATABASE_URL: 'postgres://postgres@127.0.0.1:9/unreachable' });
   let started = false;
   await assert.rejects(

@@ -372,7 +372,7 @@ test('presigned TLS image URLs reach OpenAI', async () => {
   await assertImagesServedOverTls(id, row.input_file_id);
 });
 
-test('untrusted certificate stops the run and leaves the task unspent', async () => {
+test('untrusted certificate stops run unspent', async () => {
   const id = await addTask(IMAGES.map((image) => image.path));
 
   const rejected = await runCli(['openai-batch-request', '--json'], env({ trustCertificate: false }));
@@ -402,7 +402,7 @@ test('untrusted certificate stops the run and leaves the task unspent', async ()
   await assertImagesServedOverTls(id, row.input_file_id);
 });
 
-test('untrusted certificate does not use up a one-attempt budget', async () => {
+test('untrusted certificate keeps attempt budget', async () => {
   const id = await addTask(['/pictures/small.png']);
 
   const result = await runCli(

@@ -60,7 +60,7 @@ test('run without tasks or details shows counters', () => {
   }
 });
 
-test('singleton run that stored a result keeps its counter', () => {
+test('singleton stored result keeps counter', () => {
   const labelsShown = labels(
     summaryTable(summary({ worker: 'free-storage', succeeded: 1, details: { changed_fields: 2 } })),
   );

@@ -725,7 +725,7 @@ describe('S3 adapter against s3rver', () => {
     assert.ok(classifyS3Error(sdkError('EntityTooLarge', 400), 'PutObject') instanceof PermanentError);
   });
 
-  test('classifyS3Error makes a rejected server certificate a configuration error', () => {
+  test('classifyS3Error rejected certificate is config', () => {
     const tlsError = Object.assign(new Error('self-signed certificate'), {
       code: 'DEPTH_ZERO_SELF_SIGNED_CERT',
     });

@@ -330,7 +330,7 @@ describe('ShardersClient requests per read', { timeout: 20_000 }, () => {
     await network.setSharderBehaviour(0, 'ok');
     const before = network.requests.length;
 
-    // The next reads start at sharders 1 and 2; without the demotion the second one asks 2 and 0.
+    // The next reads start at sharders 1 and 2. Without the demotion, the second read requests 2 and 0.
     await client.getJson(CONFIG_PATH);
     await client.getJson(CONFIG_PATH);
 

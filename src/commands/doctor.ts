@@ -1,5 +1,6 @@
 import {
   type Environment,
+  isSet,
   readVariable,
   requireVariable,
   unmetRequirements,
@@ -57,10 +58,6 @@ async function runCheck(check: Check): Promise<CheckResult> {
   } catch (error) {
     return { check: check.name, status: 'FAIL', detail: errorMessage(error) };
   }
-}
-
-function isSet(env: Environment, name: VariableName): boolean {
-  return env[name] !== undefined && env[name] !== '';
 }
 
 function checks(env: Environment, embedded: boolean): Check[] {

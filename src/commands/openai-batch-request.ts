@@ -39,7 +39,8 @@ import { loadWallet, type Wallet } from '../core/zus/wallet.js';
  * never creates a second batch. Files that cannot be used get a per-file reason; a task whose
  * files all fail is dead with the list. A retry presigns the images an earlier attempt already put
  * in S3 again instead of downloading them again, so a large task makes progress across attempts.
- * Each downloaded file is deleted as soon as it is used, and the task's folder whatever happens.
+ * Each downloaded file is deleted once it is embedded or uploaded, and the task's temporary folder
+ * is removed in a finally block whatever the outcome.
  */
 
 interface BatchTask {

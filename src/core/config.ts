@@ -495,8 +495,13 @@ export function unmetRequirements(
   requires: ReadonlyArray<readonly VariableName[]>,
 ): string[] {
   return requires
-    .filter((names) => !names.some((name) => env[name] !== undefined && env[name] !== ''))
+    .filter((names) => !names.some((name) => isSet(env, name)))
     .map((names) => names.join(' or '));
+}
+
+/** Returns whether a variable is set to a non-empty value. */
+export function isSet(env: Environment, name: VariableName): boolean {
+  return env[name] !== undefined && env[name] !== '';
 }
 
 /**

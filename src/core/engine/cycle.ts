@@ -18,9 +18,9 @@ import {
  * One cycle of a queue worker (claim -> execute with bounded concurrency -> record):
  * - rows are claimed in chunks by one statement each, with a lease and attempts + 1;
  * - no database transaction is open while a task calls out;
- * - every outcome is written in a short transaction guarded by this run's id; the successes of one
- *   execution (one task, or one batch) are marked by a single statement, in autocommit when the
- *   worker records nothing of its own;
+ * - every outcome is written in a short transaction guarded by this run's id. The successes of
+ *   one execution (one task, or one batch) are marked by a single statement, in autocommit when
+ *   the worker records no columns of its own;
  * - after `cooldownFailures` consecutive transient failures of one dependency, no task of that
  *   dependency starts again in this run, and its unstarted claims go back without an attempt;
  * - on a stop (signal or deadline) no task starts; in-flight tasks get the grace period.

@@ -165,7 +165,7 @@ export async function runWorker(
     }
     const summary = summarise(full, performance.now() - started);
     if (!full.dryRun) {
-      await finishRunRecord(full.pool, summary);
+      await finishRunRecord(full.pool, summary.run_id, summary.exit_code, summary);
     }
     await printOutcome(full, summary, json, io);
     return summary;
@@ -251,22 +251,24 @@ function checkRequirements(spec: WorkerSpec, embedded: boolean, env: Environment
 /**
  * Closes the run record of a run that ended with an error, with the exit code the CLI will return
  * and the message, so `status` does not show the run as still going. A failure to write is
- * ignored: the error that ended the run is the one to report.
+ * ignored, because the error that ended the run is the one to report.
  */
 async function closeFailedRunRecord(pool: DatabasePool, runId: string, error: unknown): Promise<void> {
-  await pool
-    .query(sql.unsafe`
-      UPDATE zbox_runs SET finished_at = now(), exit_code = ${exitCodeOfError(error)},
-        summary = ${toJson({ error: errorMessage(error) })}::jsonb
-      WHERE run_id = ${runId} AND finished_at IS NULL`)
-    .catch(() => undefined);
+  await finishRunRecord(pool, runId, exitCodeOfError(error), { error: errorMessage(error) }).catch(
+    () => undefined,
+  );
 }
 
-async function finishRunRecord(pool: DatabasePool, summary: RunSummary): Promise<void> {
+/** Records the end of a run: its exit code and summary. */
+async function finishRunRecord(
+  pool: DatabasePool,
+  runId: string,
+  exitCode: number,
+  summary: object,
+): Promise<void> {
   await pool.query(sql.unsafe`
-    UPDATE zbox_runs SET finished_at = now(), exit_code = ${summary.exit_code},
-      summary = ${toJson(summary)}::jsonb
-    WHERE run_id = ${summary.run_id}`);
+    UPDATE zbox_runs SET finished_at = now(), exit_code = ${exitCode}, summary = ${toJson(summary)}::jsonb
+    WHERE run_id = ${runId} AND finished_at IS NULL`);
 }
 
 async function printOutcome(

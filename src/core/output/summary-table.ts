@@ -40,10 +40,10 @@ export function summaryTable(summary: RunSummary): string {
 }
 
 /**
- * Returns false when every task counter is 0 and the details report what the run did: a
- * singleton worker's run that counts no task (delete-wallet-transactions reports `deleted`), or a
- * queue worker's run that claimed nothing after its producer step reported its figures. A run
- * with neither counters nor details keeps the counters, so the table shows that nothing was
+ * Returns false when every task counter is 0 and the details report what the run did. That is
+ * a singleton worker's run, which counts no task (delete-wallet-transactions reports `deleted`),
+ * or a queue worker's run that claimed nothing after its producer step reported its figures. A
+ * run with neither counters nor details keeps the counters, so the table shows that nothing was
  * claimed. The JSON summary always carries every counter.
  */
 function showsTaskCounters(summary: RunSummary): boolean {
